@@ -12,9 +12,7 @@ use cedar_policy::{
 use miette::Diagnostic;
 
 use crate::error::{Located, PolicyError};
-use crate::model::{
-    Action, Decision, PrincipalSpec, RequestContext, Resource, TableSpec,
-};
+use crate::model::{Action, Decision, PrincipalSpec, RequestContext, Resource, TableSpec};
 
 /// The Cedar schema of Privet's entity model.
 pub const SCHEMA_SRC: &str = include_str!("../cedar/schema.cedarschema");
@@ -28,8 +26,14 @@ pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
     ),
     ("marketing.cedar", include_str!("../cedar/marketing.cedar")),
     ("support.cedar", include_str!("../cedar/support.cedar")),
-    ("fulfilment.cedar", include_str!("../cedar/fulfilment.cedar")),
-    ("governance.cedar", include_str!("../cedar/governance.cedar")),
+    (
+        "fulfilment.cedar",
+        include_str!("../cedar/fulfilment.cedar"),
+    ),
+    (
+        "governance.cedar",
+        include_str!("../cedar/governance.cedar"),
+    ),
 ];
 
 /// One policy file's text and where it came from.
@@ -118,7 +122,10 @@ fn uid(type_name: &str, id: &str) -> Result<EntityUid, PolicyError> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -360,7 +367,10 @@ fn build_entities(
         principal_uids.insert(p.name.clone(), principal_uid);
     }
     for role in roles {
-        entities.push(Entity::new_no_attrs(uid("Privet::Role", &role)?, HashSet::new()));
+        entities.push(Entity::new_no_attrs(
+            uid("Privet::Role", &role)?,
+            HashSet::new(),
+        ));
     }
     for table in tables {
         let table_uid = uid("Privet::Table", &table.name)?;
@@ -378,9 +388,8 @@ fn build_entities(
             ]);
             let column_uid = uid("Privet::Column", &format!("{}.{}", table.name, column.name))?;
             entities.push(
-                Entity::new(column_uid, attrs, HashSet::from([table_uid.clone()])).map_err(
-                    entity_err(format!("column {}.{}", table.name, column.name)),
-                )?,
+                Entity::new(column_uid, attrs, HashSet::from([table_uid.clone()]))
+                    .map_err(entity_err(format!("column {}.{}", table.name, column.name)))?,
             );
         }
     }

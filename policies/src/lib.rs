@@ -14,8 +14,8 @@ mod model;
 pub use engine::{schema, PolicyEngine, PolicySource, DEFAULT_POLICY_FILES, SCHEMA_SRC};
 pub use error::{Located, PolicyError};
 pub use model::{
-    Action, Category, ColumnSpec, Decision, PrincipalKind, PrincipalSpec, RequestContext,
-    Resource, TableSpec,
+    Action, Category, ColumnSpec, Decision, PrincipalKind, PrincipalSpec, RequestContext, Resource,
+    TableSpec,
 };
 
 #[cfg(test)]

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 use crate::*;
 
-fn principal(name: &str, kind: PrincipalKind, roles: &[&str], attrs: &[(&str, &str)]) -> PrincipalSpec {
+fn principal(
+    name: &str,
+    kind: PrincipalKind,
+    roles: &[&str],
+    attrs: &[(&str, &str)],
+) -> PrincipalSpec {
     PrincipalSpec {
         name: name.to_string(),
         kind,
@@ -43,7 +48,10 @@ fn demo_tables() -> Vec<TableSpec> {
             .collect(),
     };
     vec![
-        table("customers", &[("id", Category::Identifier), ("email", Category::Email)]),
+        table(
+            "customers",
+            &[("id", Category::Identifier), ("email", Category::Email)],
+        ),
         table("payments", &[("card_number", Category::Card)]),
         table("events", &[("customer_id", Category::Identifier)]),
         table("products", &[("name", Category::None)]),
@@ -54,13 +62,22 @@ fn demo_tables() -> Vec<TableSpec> {
 }
 
 fn engine() -> PolicyEngine {
-    PolicyEngine::load(&PolicySource::defaults(), &demo_principals(), &demo_tables())
-        .expect("default policies load")
+    PolicyEngine::load(
+        &PolicySource::defaults(),
+        &demo_principals(),
+        &demo_tables(),
+    )
+    .expect("default policies load")
 }
 
 fn read(engine: &PolicyEngine, who: &str, table: &str, purpose: &str) -> Decision {
     engine
-        .authorize(who, Action::Read, Resource::Table(table), RequestContext { purpose })
+        .authorize(
+            who,
+            Action::Read,
+            Resource::Table(table),
+            RequestContext { purpose },
+        )
         .expect("authorize")
 }
 
@@ -91,7 +108,10 @@ fn recs_service_reads_behaviour_for_its_purpose_only() {
 
     let wrong_purpose = read(&engine, "recs-service", "events", "marketing");
     assert!(!wrong_purpose.allowed);
-    assert!(wrong_purpose.policy_ids.is_empty(), "deny by default names no policy");
+    assert!(
+        wrong_purpose.policy_ids.is_empty(),
+        "deny by default names no policy"
+    );
 }
 
 #[test]
@@ -102,11 +122,17 @@ fn explicit_forbids_are_named_in_denials() {
     assert_eq!(d.policy_ids, vec!["recs-no-customers-or-payments"]);
 
     let d = read(&engine, "marketing-service", "payments", "marketing");
-    assert_eq!((d.allowed, d.policy_ids), (false, vec!["marketing-no-payments".to_string()]));
+    assert_eq!(
+        (d.allowed, d.policy_ids),
+        (false, vec!["marketing-no-payments".to_string()])
+    );
 
     // A forbid beats admin's break-glass permit only where it applies: admin is not forbidden.
     let d = read(&engine, "admin", "payments", "admin");
-    assert_eq!((d.allowed, d.policy_ids), (true, vec!["admin-break-glass".to_string()]));
+    assert_eq!(
+        (d.allowed, d.policy_ids),
+        (true, vec!["admin-break-glass".to_string()])
+    );
     let d = read(&engine, "admin", "payments", "support");
     assert!(!d.allowed, "admin without the admin purpose gets nothing");
 }
@@ -140,7 +166,14 @@ fn columns_inherit_table_permits() {
         column: "customer_id",
     };
     let d = engine
-        .authorize("recs-service", Action::Read, column, RequestContext { purpose: "recommendation" })
+        .authorize(
+            "recs-service",
+            Action::Read,
+            column,
+            RequestContext {
+                purpose: "recommendation",
+            },
+        )
         .unwrap();
     assert!(d.allowed);
     let column = Resource::Column {
@@ -148,7 +181,14 @@ fn columns_inherit_table_permits() {
         column: "email",
     };
     let d = engine
-        .authorize("recs-service", Action::Read, column, RequestContext { purpose: "recommendation" })
+        .authorize(
+            "recs-service",
+            Action::Read,
+            column,
+            RequestContext {
+                purpose: "recommendation",
+            },
+        )
         .unwrap();
     assert!(!d.allowed);
 }
@@ -167,7 +207,10 @@ fn syntax_errors_name_file_and_line() {
     let text = "@id(\"ok\")\npermit(principal, action, resource);\n\n@id(\"bad\")\npermit(principal, action resource);\n";
     let err = PolicyEngine::load(&[source("p/bad.cedar", text)], &[], &[]).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, PolicyError::Parse(ref l) if l.line == 5), "{msg}");
+    assert!(
+        matches!(err, PolicyError::Parse(ref l) if l.line == 5),
+        "{msg}"
+    );
     assert!(msg.contains("p/bad.cedar:5:"), "{msg}");
 }
 
@@ -179,12 +222,19 @@ fn policies_without_ids_or_with_duplicate_ids_are_refused() {
         &[],
     )
     .unwrap_err();
-    assert!(matches!(err, PolicyError::MissingId(ref l) if l.line == 2), "{err}");
+    assert!(
+        matches!(err, PolicyError::MissingId(ref l) if l.line == 2),
+        "{err}"
+    );
 
     let p = "@id(\"same\") permit(principal, action, resource);";
-    let err = PolicyEngine::load(&[source("a.cedar", p), source("b.cedar", p)], &[], &[]).unwrap_err();
+    let err =
+        PolicyEngine::load(&[source("a.cedar", p), source("b.cedar", p)], &[], &[]).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("\"same\"") && msg.contains("a.cedar") && msg.contains("b.cedar"), "{msg}");
+    assert!(
+        msg.contains("\"same\"") && msg.contains("a.cedar") && msg.contains("b.cedar"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -199,7 +249,8 @@ fn schema_violations_name_policy_file_and_line() {
     assert_eq!(errors[0].line, 3, "{err}");
     assert!(errors[0].message.contains("policy typo"), "{err}");
 
-    let unknown_action = "@id(\"x\") permit(principal, action == Privet::Action::\"delete\", resource);";
+    let unknown_action =
+        "@id(\"x\") permit(principal, action == Privet::Action::\"delete\", resource);";
     assert!(matches!(
         PolicyEngine::load(&[source("x.cedar", unknown_action)], &[], &[]),
         Err(PolicyError::Validation(_))
@@ -216,10 +267,21 @@ fn templates_are_refused() {
 #[test]
 fn policies_naming_missing_tables_or_principals_warn() {
     let text = "@id(\"w\") permit(principal == Privet::Service::\"recs-servce\", action, resource)\nwhen { resource in [Privet::Table::\"custmers\"] };";
-    let engine = PolicyEngine::load(&[source("w.cedar", text)], &demo_principals(), &demo_tables()).unwrap();
+    let engine = PolicyEngine::load(
+        &[source("w.cedar", text)],
+        &demo_principals(),
+        &demo_tables(),
+    )
+    .unwrap();
     let warnings = engine.warnings().join("\n");
-    assert!(warnings.contains("Privet::Service::\"recs-servce\""), "{warnings}");
-    assert!(warnings.contains("Privet::Table::\"custmers\""), "{warnings}");
+    assert!(
+        warnings.contains("Privet::Service::\"recs-servce\""),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("Privet::Table::\"custmers\""),
+        "{warnings}"
+    );
 }
 
 #[test]

@@ -1,0 +1,612 @@
+//! `privet.toml`: parsing, validation, and errors that name the file, the
+//! line and the field. See `privet.example.toml` at the repository root for a
+//! documented example.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use policies::{Category, PrincipalKind, PrincipalSpec};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::keys::KeyHash;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// A config error: where it is and what is wrong. Startup stops with exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    /// 1-based; `None` when the error concerns the file as a whole.
+    pub line: Option<usize>,
+    /// The field, as a dotted path (`principals[2].api_key_sha256`), where known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error in {}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ", field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which database Privet governs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    /// An SQLite file (the embedded default).
+    Sqlite { path: PathBuf },
+}
+
+/// Operational limits. Every one has a safe default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Rows returned per query at most; the response says `truncated` beyond.
+    pub max_rows: usize,
+    /// A query running longer is interrupted (504 `query_timeout`).
+    pub statement_timeout: Duration,
+    /// Concurrent backend queries (the connection pool size).
+    pub pool_size: usize,
+    /// How long a request waits for a pooled connection before 503.
+    pub pool_wait: Duration,
+    /// Concurrent HTTP connections; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: 10_000,
+            statement_timeout: Duration::from_secs(30),
+            pool_size: 8,
+            pool_wait: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A principal: who it is for Cedar, which purposes it may declare, and the
+/// SHA-256 of its API key (the key itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalConfig {
+    pub spec: PrincipalSpec,
+    pub purposes: BTreeSet<String>,
+    pub api_key_sha256: KeyHash,
+}
+
+/// A column's classification as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnClass {
+    pub category: Category,
+    pub encrypted: bool,
+    /// Config line, for errors found later (a column the database lacks).
+    pub line: usize,
+}
+
+/// A validated configuration. Relative paths are resolved against the
+/// directory of the config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub backend: BackendConfig,
+    pub policies_dir: PathBuf,
+    pub limits: Limits,
+    pub principals: Vec<PrincipalConfig>,
+    /// Keyed by (table, column), as written (lower-cased for SQLite lookups).
+    pub classification: BTreeMap<(String, String), ColumnClass>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<Spanned<String>>,
+    backend: Option<Spanned<String>>,
+    policies: Option<Spanned<String>>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    principals: Vec<RawPrincipal>,
+    #[serde(default)]
+    classification: BTreeMap<String, Spanned<RawClass>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_rows: Option<Spanned<u64>>,
+    statement_timeout_ms: Option<Spanned<u64>>,
+    pool_size: Option<Spanned<u64>>,
+    pool_wait_ms: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrincipal {
+    name: Spanned<String>,
+    kind: PrincipalKind,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    purposes: Spanned<Vec<String>>,
+    api_key_sha256: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClass {
+    category: Category,
+    #[serde(default)]
+    encrypted: bool,
+}
+
+/// Turns byte offsets into line numbers.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error<T>(
+        &self,
+        spanned: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line: Some(self.line(spanned.span().start)),
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Config {
+    /// Reads and validates a config file. `data_dir` (the CLI's
+    /// `--data-dir`) overrides the file's `data_dir`.
+    pub fn load(path: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            field: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse_with(path, &text, data_dir)
+    }
+
+    /// Validates config text; `path` locates relative paths and errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(path, text, None)
+    }
+
+    fn parse_with(
+        path: &Path,
+        text: &str,
+        data_dir_override: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let src = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| src.line(s.start));
+            let snippet = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .map(|l| format!(" (in `{}`)", l.trim()))
+                .unwrap_or_default();
+            ConfigError {
+                path: path.to_path_buf(),
+                line,
+                field: None,
+                message: format!("{}{snippet}", e.message().trim_end()),
+            }
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+
+        let listen = match &raw.listen {
+            Some(l) => l.get_ref().parse().map_err(|e| {
+                src.error(
+                    l,
+                    "listen",
+                    format!(
+                        "`{}` is not an address like 127.0.0.1:8080: {e}",
+                        l.get_ref()
+                    ),
+                )
+            })?,
+            None => DEFAULT_LISTEN.parse().map_err(|e| ConfigError {
+                path: path.to_path_buf(),
+                line: None,
+                field: Some("listen".into()),
+                message: format!("bad default: {e}"),
+            })?,
+        };
+        let data_dir = match (data_dir_override, &raw.data_dir) {
+            (Some(d), _) => d.to_path_buf(),
+            (None, Some(d)) => base.join(d.get_ref()),
+            (None, None) => base.to_path_buf(),
+        };
+        let backend = match &raw.backend {
+            None => BackendConfig::Sqlite {
+                path: data_dir.join("store.sqlite3"),
+            },
+            Some(b) => parse_backend(&src, b, &data_dir)?,
+        };
+        let policies_dir = match &raw.policies {
+            Some(p) => base.join(p.get_ref()),
+            None => data_dir.join("policies"),
+        };
+        let limits = parse_limits(&src, &raw.limits)?;
+        let principals = parse_principals(&src, raw.principals)?;
+        let mut classification = BTreeMap::new();
+        for (key, class) in raw.classification {
+            let field = format!("classification.\"{key}\"");
+            let Some((table, column)) = key
+                .split_once('.')
+                .filter(|(t, c)| is_valid_name(t) && !c.is_empty())
+            else {
+                return Err(src.error(
+                    &class,
+                    field,
+                    "keys are \"table.column\", e.g. \"customers.email\"",
+                ));
+            };
+            if class.get_ref().encrypted {
+                return Err(src.error(
+                    &class,
+                    field,
+                    "encrypted = true needs the vault (field encryption), which this build does not have yet; \
+                     set encrypted = false or remove it",
+                ));
+            }
+            classification.insert(
+                (table.to_string(), column.to_string()),
+                ColumnClass {
+                    category: class.get_ref().category,
+                    encrypted: class.get_ref().encrypted,
+                    line: src.line(class.span().start),
+                },
+            );
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            listen,
+            data_dir,
+            backend,
+            policies_dir,
+            limits,
+            principals,
+            classification,
+        })
+    }
+
+    /// An error about a classification entry, found after loading (e.g. a
+    /// column the database does not have).
+    pub fn classification_error(&self, table: &str, column: &str, message: String) -> ConfigError {
+        ConfigError {
+            path: self.path.clone(),
+            line: self
+                .classification
+                .get(&(table.to_string(), column.to_string()))
+                .map(|c| c.line),
+            field: Some(format!("classification.\"{table}.{column}\"")),
+            message,
+        }
+    }
+}
+
+fn parse_backend(
+    src: &Source<'_>,
+    b: &Spanned<String>,
+    data_dir: &Path,
+) -> Result<BackendConfig, ConfigError> {
+    let value = b.get_ref();
+    if let Some(path) = value.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        if path.is_empty() {
+            return Err(src.error(
+                b,
+                "backend",
+                "sqlite: needs a file path, e.g. \"sqlite:store.sqlite3\"",
+            ));
+        }
+        return Ok(BackendConfig::Sqlite {
+            path: data_dir.join(path),
+        });
+    }
+    let scheme = value.split(':').next().unwrap_or_default();
+    let message = if scheme == "postgres" || scheme == "postgresql" {
+        "PostgreSQL backends are not supported by this build yet; use \"sqlite:PATH\"".to_string()
+    } else {
+        // Never echo the value: it may be a connection string with a password.
+        format!(
+            "unsupported backend scheme `{scheme}:`; use \"sqlite:PATH\" (relative to data_dir)"
+        )
+    };
+    Err(src.error(b, "backend", message))
+}
+
+fn parse_limits(src: &Source<'_>, raw: &RawLimits) -> Result<Limits, ConfigError> {
+    let mut limits = Limits::default();
+    let check = |v: &Option<Spanned<u64>>,
+                 field: &str,
+                 min: u64,
+                 max: u64|
+     -> Result<Option<u64>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(s) if (min..=max).contains(s.get_ref()) => Ok(Some(*s.get_ref())),
+            Some(s) => Err(src.error(
+                s,
+                format!("limits.{field}"),
+                format!("must be between {min} and {max}, got {}", s.get_ref()),
+            )),
+        }
+    };
+    let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(v) = check(&raw.max_rows, "max_rows", 1, 1_000_000)? {
+        limits.max_rows = to_usize(v);
+    }
+    if let Some(v) = check(
+        &raw.statement_timeout_ms,
+        "statement_timeout_ms",
+        1,
+        3_600_000,
+    )? {
+        limits.statement_timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = check(&raw.pool_size, "pool_size", 1, 1024)? {
+        limits.pool_size = to_usize(v);
+    }
+    if let Some(v) = check(&raw.pool_wait_ms, "pool_wait_ms", 0, 600_000)? {
+        limits.pool_wait = Duration::from_millis(v);
+    }
+    if let Some(v) = check(&raw.max_connections, "max_connections", 1, 1_000_000)? {
+        limits.max_connections = to_usize(v);
+    }
+    Ok(limits)
+}
+
+fn parse_principals(
+    src: &Source<'_>,
+    raw: Vec<RawPrincipal>,
+) -> Result<Vec<PrincipalConfig>, ConfigError> {
+    let mut principals: Vec<PrincipalConfig> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("principals[{i}].{field}");
+        let name = p.name.get_ref();
+        if !is_valid_name(name) {
+            return Err(src.error(
+                &p.name,
+                at("name"),
+                format!("`{name}` is not a valid name: use 1-64 letters, digits, `-`, `_` or `.`"),
+            ));
+        }
+        if principals.iter().any(|q| q.spec.name == *name) {
+            return Err(src.error(
+                &p.name,
+                at("name"),
+                format!("principal `{name}` is defined twice"),
+            ));
+        }
+        if p.purposes.get_ref().is_empty() {
+            return Err(src.error(
+                &p.purposes,
+                at("purposes"),
+                "list at least one purpose this principal may declare",
+            ));
+        }
+        if let Some(bad) = p.purposes.get_ref().iter().find(|s| !is_valid_name(s)) {
+            return Err(src.error(
+                &p.purposes,
+                at("purposes"),
+                format!("`{bad}` is not a valid purpose name"),
+            ));
+        }
+        if let Some(bad) = p.roles.iter().find(|s| !is_valid_name(s)) {
+            return Err(src.error(
+                &p.name,
+                at("roles"),
+                format!("`{bad}` is not a valid role name"),
+            ));
+        }
+        let hash = KeyHash::from_hex(p.api_key_sha256.get_ref()).ok_or_else(|| {
+            src.error(
+                &p.api_key_sha256,
+                at("api_key_sha256"),
+                "must be the SHA-256 of the API key as 64 hex digits (`printf %s \"$KEY\" | sha256sum` prints it)",
+            )
+        })?;
+        if let Some(other) = principals.iter().find(|q| q.api_key_sha256 == hash) {
+            return Err(src.error(
+                &p.api_key_sha256,
+                at("api_key_sha256"),
+                format!(
+                    "the same API key is already used by `{}`; every principal needs its own key",
+                    other.spec.name
+                ),
+            ));
+        }
+        principals.push(PrincipalConfig {
+            spec: PrincipalSpec {
+                name: name.clone(),
+                kind: p.kind,
+                roles: p.roles,
+                attributes: p.attributes,
+            },
+            purposes: p.purposes.into_inner().into_iter().collect(),
+            api_key_sha256: hash,
+        });
+    }
+    Ok(principals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const HASH_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/privet/privet.toml"), text)
+    }
+
+    fn principal(name: &str, hash: &str) -> String {
+        format!("[[principals]]\nname = \"{name}\"\nkind = \"service\"\npurposes = [\"p\"]\napi_key_sha256 = \"{hash}\"\n")
+    }
+
+    #[test]
+    fn defaults_are_safe_and_relative_to_the_config_file() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/etc/privet"));
+        assert_eq!(
+            c.backend,
+            BackendConfig::Sqlite {
+                path: PathBuf::from("/etc/privet/store.sqlite3")
+            }
+        );
+        assert_eq!(c.policies_dir, PathBuf::from("/etc/privet/policies"));
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.principals.is_empty());
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../privet.example.toml");
+        let c = Config::parse(Path::new("privet.example.toml"), text).unwrap();
+        assert!(c.principals.len() >= 2);
+        assert!(c
+            .classification
+            .contains_key(&("customers".to_string(), "email".to_string())));
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_the_line() {
+        let e = parse("listen = \"127.0.0.1:1\"\n\n[limits]\nmax_rows = \"many\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(
+            e.to_string().contains("/etc/privet/privet.toml, line 4"),
+            "{e}"
+        );
+        assert!(e.message.contains("max_rows = \"many\""), "{e}");
+
+        let e = parse("listen = \"x\"\nlisten_port = 3\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("unknown field `listen_port`"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_line_and_field() {
+        let e = parse("\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(2), Some("listen")),
+            "{e}"
+        );
+
+        let text = format!("{}{}", principal("a", HASH_A), principal("a", HASH_B));
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(7), Some("principals[1].name")),
+            "{e}"
+        );
+
+        let text = format!("{}{}", principal("a", HASH_A), principal("b", HASH_A));
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("principals[1].api_key_sha256"),
+            "{e}"
+        );
+        assert!(e.message.contains("already used by `a`"), "{e}");
+
+        let e = parse(&principal("a", "abc")).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(5), Some("principals[0].api_key_sha256")),
+            "{e}"
+        );
+
+        let e = parse("[limits]\nmax_rows = 0\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(2), Some("limits.max_rows")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn classification_is_checked() {
+        let c =
+            parse("[classification]\n\"customers.email\" = { category = \"email\" }\n").unwrap();
+        let class = c.classification[&("customers".to_string(), "email".to_string())];
+        assert_eq!(
+            (class.category, class.encrypted, class.line),
+            (Category::Email, false, 2)
+        );
+
+        let e =
+            parse("[classification]\n\"customers.email\" = { category = \"mail\" }\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("unknown variant `mail`"), "{e}");
+
+        let e = parse("[classification]\nemail = { category = \"email\" }\n").unwrap_err();
+        assert!(e.message.contains("table.column"), "{e}");
+
+        let e =
+            parse("[classification]\n\"c.phone\" = { category = \"phone\", encrypted = true }\n")
+                .unwrap_err();
+        assert!(e.message.contains("vault"), "{e}");
+    }
+
+    #[test]
+    fn backend_errors_never_echo_connection_strings() {
+        let e = parse("backend = \"postgres://app:s3cret@db/x\"\n").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("backend"));
+        let e = parse("backend = \"mysql://root:hunter2@db\"\n").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let c = parse("backend = \"sqlite:other.db\"\n").unwrap();
+        assert_eq!(
+            c.backend,
+            BackendConfig::Sqlite {
+                path: PathBuf::from("/etc/privet/other.db")
+            }
+        );
+    }
+}

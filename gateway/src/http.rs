@@ -1,0 +1,391 @@
+//! The HTTP front: hyper 1.x, one task per connection, a connection cap for
+//! backpressure, bounded request bodies, and graceful shutdown.
+//!
+//! Every error is `{"error": {"code", "message", "request_id", ...}}` with
+//! the status of its [`ErrorCode`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::PrincipalConfig;
+use crate::error::{ErrorCode, RequestError};
+use crate::metrics::Metrics;
+use crate::pipeline::Gateway;
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// An oversized body is read and discarded up to this size before the 413,
+/// so the client gets the response instead of a connection reset.
+const DRAIN_LIMIT: usize = 16 << 20;
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// On shutdown, in-flight requests get this long to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Shared by all connections.
+pub struct AppState {
+    pub gateway: Gateway,
+    pub metrics: Metrics,
+    request_ids: RequestIds,
+}
+
+impl AppState {
+    pub fn new(gateway: Gateway) -> AppState {
+        AppState {
+            gateway,
+            metrics: Metrics::default(),
+            request_ids: RequestIds::new(),
+        }
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, unique across
+/// restarts and replicas without a random draw per request.
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let seed: [u8; 6] = crate::keys::random_bytes().unwrap_or_else(|_| {
+            // Unreachable in practice; fall back to the clock rather than refuse to serve.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let b = nanos.to_le_bytes();
+            [b[0], b[1], b[2], b[3], b[4], b[5]]
+        });
+        RequestIds {
+            prefix: seed.iter().map(|b| format!("{b:02x}")).collect(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}{:010x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then stops accepting and
+/// waits (up to a grace period) for in-flight requests.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(
+        state.gateway.config().limits.max_connections,
+    ));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Backpressure: at the connection cap, stop accepting; new clients
+        // wait in the kernel's listen backlog.
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Typically EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(handle(&state, peer, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+async fn handle(
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let request_id = state.request_ids.next();
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => {
+            json_response(StatusCode::OK, &json!({"status": "ok"}), &request_id)
+        }
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        (&Method::POST, "/v1/query") => {
+            let started = Instant::now();
+            let (principal, result) = query(state, req, &request_id).await;
+            let principal = principal.as_deref().unwrap_or("anonymous");
+            let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+            let elapsed = started.elapsed();
+            state.metrics.observe(principal, outcome, elapsed);
+            tracing::info!(
+                request_id,
+                %peer,
+                principal,
+                outcome,
+                elapsed_us = elapsed.as_micros() as u64,
+                "query"
+            );
+            match result {
+                Ok(body) => json_response(StatusCode::OK, &body, &request_id),
+                Err(e) => error_response(&e, &request_id),
+            }
+        }
+        (_, "/healthz" | "/metrics") => method_not_allowed("GET", &request_id),
+        (_, "/v1/query") => method_not_allowed("POST", &request_id),
+        _ => error_response(
+            &RequestError::new(ErrorCode::NotFound, format!("no such endpoint: {path}")),
+            &request_id,
+        ),
+    }
+}
+
+/// The body of `POST /v1/query`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    sql: Option<String>,
+    purpose: Option<String>,
+}
+
+/// Handles `POST /v1/query`; returns the principal's name (once known) for
+/// metrics and logs, and the response body or the error.
+async fn query(
+    state: &AppState,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> (Option<String>, Result<serde_json::Value, RequestError>) {
+    let (parts, body) = req.into_parts();
+    // Read (bounded) before anything else, so every refusal is a clean
+    // response rather than a reset connection with the body unread.
+    let body = match read_body(body, &parts.headers).await {
+        Ok(body) => body,
+        Err(e) => return (None, Err(e)),
+    };
+    let principal = match authenticate(&state.gateway, &parts.headers) {
+        Ok(p) => p,
+        Err(e) => return (None, Err(e)),
+    };
+    let name = principal.spec.name.clone();
+    let result = run_query(state, &principal, &body, request_id).await;
+    (Some(name), result)
+}
+
+async fn run_query(
+    state: &AppState,
+    principal: &PrincipalConfig,
+    body: &[u8],
+    request_id: &str,
+) -> Result<serde_json::Value, RequestError> {
+    let bad = |m: String| RequestError::new(ErrorCode::BadRequest, m);
+    let text = std::str::from_utf8(body)
+        .map_err(|e| bad(format!("the request body is not valid UTF-8: {e}")))?;
+    let parsed: QueryBody = serde_json::from_str(text).map_err(|e| {
+        bad(format!(
+            "the request body is not the JSON this endpoint takes ({e}); send {{\"sql\": \"SELECT ...\", \"purpose\": \"...\"}}"
+        ))
+    })?;
+    let purposes: Vec<&str> = principal.purposes.iter().map(String::as_str).collect();
+    let sql = parsed.sql.ok_or_else(|| {
+        bad("missing field `sql`: send {\"sql\": \"SELECT ...\", \"purpose\": \"...\"}".into())
+    })?;
+    let purpose = parsed.purpose.ok_or_else(|| {
+        bad(format!(
+            "missing field `purpose`: declare why you need the data; {} may declare: {}",
+            principal.spec.name,
+            purposes.join(", ")
+        ))
+    })?;
+    let result = state.gateway.query(principal, &purpose, &sql).await?;
+    Ok(json!({
+        "request_id": request_id,
+        "columns": result.columns,
+        "row_count": result.rows.len(),
+        "truncated": result.truncated,
+        "rows": result.rows,
+    }))
+}
+
+/// `Authorization: Bearer KEY` → the principal.
+fn authenticate(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Arc<PrincipalConfig>, RequestError> {
+    let unauthenticated = |m: &str| RequestError::new(ErrorCode::Unauthenticated, m);
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        unauthenticated("missing Authorization header: send `Authorization: Bearer <API key>`")
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| unauthenticated("the Authorization header is not valid text"))?;
+    let key = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <API key>`"))?;
+    gateway
+        .authenticate(key)
+        .ok_or_else(|| unauthenticated("unknown API key"))
+}
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
+async fn read_body(mut body: Incoming, headers: &HeaderMap) -> Result<Bytes, RequestError> {
+    let too_large = || {
+        RequestError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::new();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            RequestError::new(
+                ErrorCode::BadRequest,
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            received += data.len();
+            if received <= MAX_BODY_BYTES {
+                buf.extend_from_slice(&data);
+            } else if received > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if received > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
+}
+
+fn json_response(
+    status: StatusCode,
+    body: &serde_json::Value,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes>> {
+    let mut body = json!({
+        "code": error.code.as_str(),
+        "message": error.message,
+        "request_id": request_id,
+    });
+    if error.code == ErrorCode::PolicyDenied {
+        body["policy_ids"] = json!(error.policy_ids);
+    }
+    if let Some(table) = &error.table {
+        body["table"] = json!(table);
+    }
+    let status =
+        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = json_response(status, &json!({ "error": body }), request_id);
+    let headers = response.headers_mut();
+    match error.code {
+        ErrorCode::Unauthenticated => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"privet\""),
+            );
+        }
+        ErrorCode::BackendBusy | ErrorCode::BackendUnavailable => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        ErrorCode::PayloadTooLarge => {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
+    }
+    response
+}
+
+fn method_not_allowed(allow: &'static str, request_id: &str) -> Response<Full<Bytes>> {
+    let error = RequestError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("this endpoint takes {allow} only"),
+    );
+    let mut response = error_response(&error, request_id);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}

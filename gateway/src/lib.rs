@@ -1,0 +1,21 @@
+//! The Privet gateway: configuration, the SQL analysis and request pipeline,
+//! the backends, and the HTTP front. The `privet` binary (src/main.rs) is a
+//! thin CLI over this library.
+//!
+//! Map: [`config`] reads `privet.toml`; [`pipeline::Gateway`] holds what a
+//! request needs (principals, [`catalog::Catalog`], the policy engine, the
+//! backend) and runs authenticate → analyze ([`sql`]) → authorize → execute
+//! ([`backend`]); [`http`] is the HTTP front; [`demo`] and [`seed`] make the
+//! zero-config demo.
+
+pub mod backend;
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod pipeline;
+pub mod seed;
+pub mod sql;

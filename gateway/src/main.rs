@@ -1,0 +1,253 @@
+//! `privet`: the privacy gateway's command line.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use gateway::config::{BackendConfig, Config, ConfigError};
+use gateway::demo::{self, DEMO_PRINCIPALS};
+use gateway::http::{self, AppState};
+use gateway::pipeline::{Gateway, StartError};
+use gateway::seed::{self, SeedOptions};
+
+/// Privet: a privacy gateway for commerce data. Services send SQL to Privet
+/// instead of the database; Privet decides per principal and purpose what
+/// they may see.
+#[derive(Parser)]
+#[command(name = "privet", version, about)]
+struct Cli {
+    /// Where Privet keeps its state [default: ./privet-data]. With --config,
+    /// overrides the file's `data_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Config file [default: DIR/privet.toml, generated on first `serve`].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. With no config, creates a demo setup in the data dir.
+    Serve {
+        /// Address to listen on [default: the config's `listen`, 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Create the demo commerce store with deterministic synthetic data.
+    Seed {
+        /// 1 ≈ 5,000 customers, 50,000 orders, 250,000 events. Fractions allowed.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// PRNG seed: the same seed and scale give the same data.
+        #[arg(long, default_value_t = demo::DEMO_SEED)]
+        seed: u64,
+        /// Replace an existing store.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Configuration mistakes (config file, policies) exit with 2 so
+            // deploy scripts can tell them from runtime failures.
+            let is_config = e.chain().any(|c| {
+                c.is::<ConfigError>()
+                    || c.is::<policies::PolicyError>()
+                    || matches!(
+                        c.downcast_ref::<StartError>(),
+                        Some(StartError::Config(_) | StartError::Policy(_))
+                    )
+            });
+            ExitCode::from(if is_config { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { listen } => serve(cli.data_dir, cli.config, listen),
+        Command::Seed { scale, seed, force } => {
+            seed_store(cli.data_dir, cli.config, scale, seed, force)
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("privet-data")
+}
+
+/// The config to use: `--config`, else DIR/privet.toml if it exists.
+fn existing_config(data_dir: &Option<PathBuf>, config: &Option<PathBuf>) -> Result<Option<Config>> {
+    if let Some(path) = config {
+        return Ok(Some(Config::load(path, data_dir.as_deref())?));
+    }
+    let path = data_dir
+        .clone()
+        .unwrap_or_else(default_data_dir)
+        .join(demo::CONFIG_FILE);
+    if path.is_file() {
+        return Ok(Some(Config::load(&path, data_dir.as_deref())?));
+    }
+    Ok(None)
+}
+
+fn serve(
+    data_dir: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> Result<()> {
+    let config = match existing_config(&data_dir, &config_path)? {
+        Some(config) => config,
+        None => {
+            let dir = data_dir.clone().unwrap_or_else(default_data_dir);
+            let boot = demo::bootstrap(&dir, true)
+                .with_context(|| format!("setting up the demo in {}", dir.display()))?;
+            if let Some(summary) = &boot.seeded {
+                let rows: u64 = summary.tables.iter().map(|(_, n)| n).sum();
+                println!(
+                    "Created the demo store {} ({rows} rows).",
+                    dir.join(demo::STORE_FILE).display()
+                );
+            }
+            let config = Config::load(&boot.config_path, data_dir.as_deref())?;
+            if let Some(credentials) = &boot.new_credentials {
+                print_credentials(&dir, credentials, listen.unwrap_or(config.listen));
+            }
+            config
+        }
+    };
+    let listen = listen.unwrap_or(config.listen);
+    let gateway = Gateway::start(config).context("starting the gateway")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {listen} (in use? try --listen 127.0.0.1:0)")
+            })?;
+        let local = listener
+            .local_addr()
+            .context("reading the listen address")?;
+        let shutdown = shutdown_signal()?;
+        // Tests and scripts read this line to find the port.
+        println!("privet listening on http://{local}");
+        let _ = std::io::stdout().flush();
+        let state = Arc::new(AppState::new(gateway));
+        http::serve(state, listener, shutdown)
+            .await
+            .context("serving HTTP")
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Installs the SIGINT/SIGTERM handlers now (so a signal arriving right after
+/// startup is a clean shutdown, not a kill) and returns a future that
+/// completes on the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+fn print_credentials(
+    dir: &Path,
+    credentials: &std::collections::BTreeMap<String, String>,
+    listen: SocketAddr,
+) {
+    println!();
+    println!(
+        "Demo API keys (shown once; also in {}, mode 0600):",
+        dir.join(demo::CREDENTIALS_FILE).display()
+    );
+    for p in DEMO_PRINCIPALS {
+        let Some(key) = credentials.get(p.name) else {
+            continue;
+        };
+        println!();
+        println!("  {:<20} {key}", p.name);
+        if let Some(sql) = p.example_sql {
+            let purpose = p.purposes.first().copied().unwrap_or_default();
+            println!(
+                "    curl -s http://{listen}/v1/query -H 'Authorization: Bearer {key}' \\\n      -d '{{\"sql\": \"{sql}\", \"purpose\": \"{purpose}\"}}'"
+            );
+        }
+    }
+    println!();
+}
+
+fn seed_store(
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    scale: f64,
+    seed_value: u64,
+    force: bool,
+) -> Result<()> {
+    let path = match existing_config(&data_dir, &config)? {
+        Some(config) => match config.backend {
+            BackendConfig::Sqlite { path } => path,
+        },
+        None => {
+            let dir = data_dir.unwrap_or_else(default_data_dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.join(demo::STORE_FILE)
+        }
+    };
+    let started = std::time::Instant::now();
+    let opts = SeedOptions {
+        scale,
+        seed: seed_value,
+        progress: true,
+    };
+    let summary = seed::seed_sqlite(&path, &opts, force)?;
+    println!(
+        "Seeded {} in {:.1?} (scale {scale}, seed {seed_value}):",
+        path.display(),
+        started.elapsed()
+    );
+    for (table, rows) in &summary.tables {
+        println!("  {table:<16} {rows:>9} rows");
+    }
+    Ok(())
+}
