@@ -14,6 +14,8 @@ pub enum ErrorCode {
     SqlParse,
     UnsupportedStatement,
     UnknownTable,
+    UnknownColumn,
+    FunctionNotAllowed,
     Unauthenticated,
     PurposeDenied,
     PolicyDenied,
@@ -35,6 +37,8 @@ impl ErrorCode {
             ErrorCode::SqlParse => "sql_parse",
             ErrorCode::UnsupportedStatement => "unsupported_statement",
             ErrorCode::UnknownTable => "unknown_table",
+            ErrorCode::UnknownColumn => "unknown_column",
+            ErrorCode::FunctionNotAllowed => "function_not_allowed",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PurposeDenied => "purpose_denied",
             ErrorCode::PolicyDenied => "policy_denied",
@@ -56,6 +60,8 @@ impl ErrorCode {
             | ErrorCode::SqlParse
             | ErrorCode::UnsupportedStatement
             | ErrorCode::UnknownTable
+            | ErrorCode::UnknownColumn
+            | ErrorCode::FunctionNotAllowed
             | ErrorCode::QueryFailed => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PurposeDenied | ErrorCode::PolicyDenied | ErrorCode::BackendRefused => 403,
@@ -78,6 +84,8 @@ pub struct RequestError {
     pub policy_ids: Vec<String>,
     /// For `policy_denied` / `unknown_table`: the table concerned.
     pub table: Option<String>,
+    /// For `policy_denied`: the column concerned, if the denial is about one.
+    pub column: Option<String>,
 }
 
 impl RequestError {
@@ -87,6 +95,7 @@ impl RequestError {
             message: message.into(),
             policy_ids: Vec::new(),
             table: None,
+            column: None,
         }
     }
 }
@@ -108,10 +117,26 @@ impl From<AnalysisError> for RequestError {
             | AnalysisError::UnsupportedStatement { .. }
             | AnalysisError::Unsupported(_) => ErrorCode::UnsupportedStatement,
             AnalysisError::UnknownTable { .. } => ErrorCode::UnknownTable,
+            AnalysisError::UnknownColumn { .. } | AnalysisError::AmbiguousColumn { .. } => {
+                ErrorCode::UnknownColumn
+            }
+            AnalysisError::FunctionNotAllowed { .. } => ErrorCode::FunctionNotAllowed,
+            AnalysisError::Denied { .. } => ErrorCode::PolicyDenied,
         };
         let mut err = RequestError::new(code, e.to_string());
-        if let AnalysisError::UnknownTable { name } = e {
-            err.table = Some(name);
+        match e {
+            AnalysisError::UnknownTable { name } => err.table = Some(name),
+            AnalysisError::Denied {
+                table,
+                column,
+                policy_ids,
+                ..
+            } => {
+                err.table = Some(table).filter(|t| !t.is_empty());
+                err.column = column;
+                err.policy_ids = policy_ids;
+            }
+            _ => {}
         }
         err
     }

@@ -356,6 +356,9 @@ fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes
     if let Some(table) = &error.table {
         body["table"] = json!(table);
     }
+    if let Some(column) = &error.column {
+        body["column"] = json!(column);
+    }
     let status =
         StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(status, &json!({ "error": body }), request_id);

@@ -8,6 +8,7 @@
 //! ([`backend`]); [`http`] is the HTTP front; [`demo`] and [`seed`] make the
 //! zero-config demo.
 
+pub mod access;
 pub mod backend;
 pub mod catalog;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod masks;
 pub mod metrics;
 pub mod pipeline;
 pub mod seed;

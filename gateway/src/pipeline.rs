@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use policies::{Action, PolicyEngine, PolicyError, PolicySource, RequestContext, Resource};
+use policies::PolicyError;
 
+use crate::access::{Policies, RequestOracle};
 use crate::backend::sqlite::QueryLimits;
 use crate::backend::{BackendError, OutputColumn, SqliteBackend};
 use crate::catalog::Catalog;
 use crate::config::{BackendConfig, Config, ConfigError, PrincipalConfig};
 use crate::error::{ErrorCode, RequestError};
 use crate::keys::KeyHash;
+use crate::masks::Dialect;
 use crate::sql;
 
 /// Why the gateway could not start.
@@ -24,7 +26,13 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("pseudonym key: {0}")]
+    Key(#[from] vault::VaultError),
 }
+
+/// The key of the pseudonym mask, in the data dir (mode 0600). The vault's
+/// key hierarchy will wrap it; until then it is a plain key file.
+pub const PSEUDONYM_KEY_FILE: &str = "pseudonym.key";
 
 /// A result column with the transform applied to it (none yet: masks come
 /// with column-level policies).
@@ -47,7 +55,7 @@ pub struct QueryResult {
 pub struct Gateway {
     config: Config,
     keys: HashMap<KeyHash, Arc<PrincipalConfig>>,
-    policies: PolicyEngine,
+    policies: Policies,
     catalog: Catalog,
     backend: SqliteBackend,
 }
@@ -57,17 +65,22 @@ impl Gateway {
     /// loads the policies. Any problem stops startup: a gateway that cannot
     /// enforce its policies must not serve.
     pub fn start(config: Config) -> Result<Gateway, StartError> {
+        let token_key = Arc::new(vault::TokenKey::load_or_create(
+            &config.data_dir.join(PSEUDONYM_KEY_FILE),
+        )?);
         let backend = match &config.backend {
-            BackendConfig::Sqlite { path } => {
-                SqliteBackend::open(path, config.limits.pool_size, config.limits.pool_wait)?
-            }
+            BackendConfig::Sqlite { path } => SqliteBackend::open(
+                path,
+                config.limits.pool_size,
+                config.limits.pool_wait,
+                token_key,
+            )?,
         };
         let catalog = backend.catalog()?;
         let tables = catalog.classify(&config)?;
         let principals: Vec<_> = config.principals.iter().map(|p| p.spec.clone()).collect();
-        let sources = PolicySource::read_dir(&config.policies_dir)?;
-        let policies = PolicyEngine::load(&sources, &principals, &tables)?;
-        for warning in policies.warnings() {
+        let policies = Policies::load(&config.policies_dir, &principals, &tables, &catalog)?;
+        for warning in policies.engine().warnings() {
             tracing::warn!("{warning}");
         }
         let keys = config
@@ -79,7 +92,7 @@ impl Gateway {
             backend = %backend.describe(),
             tables = catalog.tables().count(),
             principals = config.principals.len(),
-            policies = policies.policy_ids().len(),
+            policies = policies.engine().policy_ids().len(),
             "gateway ready"
         );
         Ok(Gateway {
@@ -118,54 +131,50 @@ impl Gateway {
                 ),
             ));
         }
-        let analyzed = sql::analyze(sql_text, &self.catalog)?;
-        for table in &analyzed.tables {
-            let decision = self
-                .policies
-                .authorize(
-                    name,
-                    Action::Read,
-                    Resource::Table(table),
-                    RequestContext { purpose },
-                )
-                .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
-            if !decision.allowed {
-                let why = if !decision.errors.is_empty() {
-                    format!(
-                        "policy evaluation failed ({}), so access is refused",
-                        decision.errors.join("; ")
-                    )
-                } else if decision.policy_ids.is_empty() {
-                    "no policy permits it (deny by default)".to_string()
-                } else {
-                    format!("forbidden by policy {}", decision.policy_ids.join(", "))
-                };
-                return Err(RequestError {
-                    code: ErrorCode::PolicyDenied,
-                    message: format!(
-                        "{name} may not read table {table} for purpose `{purpose}`: {why}"
-                    ),
-                    policy_ids: decision.policy_ids,
-                    table: Some(table.clone()),
-                });
-            }
-        }
+        let oracle = RequestOracle {
+            policies: &self.policies,
+            principal,
+            purpose,
+        };
+        let analyzed = sql::analyze(sql_text, &self.catalog, oracle, Dialect::Sqlite)?;
         let limits = QueryLimits {
             max_rows: self.config.limits.max_rows,
             timeout: self.config.limits.statement_timeout,
         };
+        let resolved = analyzed.resolved;
         let output = self
             .backend
-            .query(analyzed.sql, analyzed.tables, limits)
+            .query(
+                analyzed.sql,
+                resolved.params.clone(),
+                resolved.tables.clone(),
+                limits,
+            )
             .await?;
+        if output.columns.len() != resolved.outputs.len() {
+            // The analysis and the database disagree on the result's shape:
+            // refuse rather than label columns wrongly.
+            return Err(RequestError::new(
+                ErrorCode::Internal,
+                format!(
+                    "the query returned {} columns where analysis expected {}",
+                    output.columns.len(),
+                    resolved.outputs.len()
+                ),
+            ));
+        }
+        let transforms = resolved.outputs.iter().map(|o| {
+            let direct = o.lineage.direct.as_ref()?;
+            let view = resolved.views.get(&direct.table)?;
+            let column = view.columns.iter().find(|c| c.name == direct.column)?;
+            column.mask.map(|m| m.transform_name())
+        });
         Ok(QueryResult {
             columns: output
                 .columns
                 .into_iter()
-                .map(|column| ResultColumn {
-                    column,
-                    transform: None,
-                })
+                .zip(transforms)
+                .map(|(column, transform)| ResultColumn { column, transform })
                 .collect(),
             rows: output.rows,
             truncated: output.truncated,

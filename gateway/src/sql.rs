@@ -7,24 +7,28 @@
 //! (comment and whitespace tricks that parse differently there cannot
 //! smuggle anything past).
 
-use std::collections::BTreeSet;
-use std::ops::ControlFlow;
+mod functions;
+pub mod resolve;
 
-use sqlparser::ast::{
-    ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
-};
+use sqlparser::ast::Statement;
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
-use crate::catalog::Catalog;
+pub use functions::is_allowed as function_allowed;
+pub use resolve::{
+    AccessOracle, ColumnRef, DeniedColumn, Lineage, OutputLineage, Resolved, RowFilter, TableView,
+    Usage, ViewColumn,
+};
 
-/// A statement that passed analysis.
+use crate::catalog::Catalog;
+use crate::masks::Dialect;
+
+/// A statement that passed analysis, rewritten with policy views.
 #[derive(Debug, Clone)]
 pub struct AnalyzedQuery {
-    /// Canonical names of every base table the statement reads.
-    pub tables: BTreeSet<String>,
-    /// The SQL to run: re-serialized from the analyzed AST.
+    /// The SQL to run: the rewritten AST, serialized.
     pub sql: String,
+    pub resolved: Resolved,
 }
 
 /// Why a statement was refused.
@@ -42,10 +46,31 @@ pub enum AnalysisError {
     Unsupported(String),
     #[error("unknown table `{name}`: the governed database has no such table")]
     UnknownTable { name: String },
+    #[error("unknown column `{name}`")]
+    UnknownColumn { name: String },
+    #[error("the column name `{name}` is ambiguous: qualify it with a table name or alias")]
+    AmbiguousColumn { name: String },
+    #[error("the function `{name}` is not allowed in governed queries")]
+    FunctionNotAllowed { name: String },
+    /// A policy decision: the table or column may not be used this way.
+    #[error("{message}")]
+    Denied {
+        table: String,
+        column: Option<String>,
+        message: String,
+        policy_ids: Vec<String>,
+    },
 }
 
-/// Parses `sql` (SQLite dialect) and resolves its tables against `catalog`.
-pub fn analyze(sql: &str, catalog: &Catalog) -> Result<AnalyzedQuery, AnalysisError> {
+/// Parses `sql` (SQLite dialect), resolves every name against `catalog`,
+/// asks `oracle` what the principal may see of each table read, and rewrites
+/// each base-table reference into its policy view.
+pub fn analyze(
+    sql: &str,
+    catalog: &Catalog,
+    oracle: impl AccessOracle,
+    dialect: Dialect,
+) -> Result<AnalyzedQuery, AnalysisError> {
     let statements = Parser::parse_sql(&SQLiteDialect {}, sql).map_err(|e| {
         AnalysisError::Parse(
             e.to_string()
@@ -58,79 +83,15 @@ pub fn analyze(sql: &str, catalog: &Catalog) -> Result<AnalyzedQuery, AnalysisEr
         1 => statements.into_iter().next().ok_or(AnalysisError::Empty)?,
         n => return Err(AnalysisError::MultipleStatements(n)),
     };
-    if !matches!(statement, Statement::Query(_)) {
+    let Statement::Query(mut query) = statement else {
         return Err(AnalysisError::UnsupportedStatement {
             kind: statement_kind(&statement),
         });
-    }
-    let mut collector = TableCollector::default();
-    if let ControlFlow::Break(err) = statement.visit(&mut collector) {
-        return Err(err);
-    }
-    let mut tables = BTreeSet::new();
-    for name in &collector.relations {
-        match resolve(name, catalog)? {
-            Resolved::Table(t) => {
-                tables.insert(t);
-            }
-            Resolved::Cte if collector.ctes.contains(&fold_last(name)) => {}
-            Resolved::Cte => {
-                return Err(AnalysisError::UnknownTable {
-                    name: name.to_string(),
-                })
-            }
-        }
-    }
-    Ok(AnalyzedQuery {
-        tables,
-        sql: statement.to_string(),
-    })
-}
-
-enum Resolved {
-    Table(String),
-    /// Not a catalog table: acceptable only as a CTE name.
-    Cte,
-}
-
-fn fold_last(name: &ObjectName) -> String {
-    name.0
-        .last()
-        .and_then(ObjectNamePart::as_ident)
-        .map(|i| i.value.to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
-/// Resolves a relation name as SQLite would: `table` or `main.table`,
-/// ASCII-case-insensitively, quoted or not. A name that is both a CTE and a
-/// catalog table is treated as the table: that may over-deny, never leak.
-fn resolve(name: &ObjectName, catalog: &Catalog) -> Result<Resolved, AnalysisError> {
-    let parts: Vec<&str> = name
-        .0
-        .iter()
-        .map(|p| {
-            p.as_ident()
-                .map(|i| i.value.as_str())
-                .ok_or_else(|| AnalysisError::Unsupported(format!("the relation name `{name}`")))
-        })
-        .collect::<Result<_, _>>()?;
-    let table = match parts.as_slice() {
-        [table] => *table,
-        [schema, table] if schema.eq_ignore_ascii_case("main") => *table,
-        _ => {
-            return Err(AnalysisError::UnknownTable {
-                name: name.to_string(),
-            })
-        }
     };
-    Ok(match catalog.table(table) {
-        Some(t) => Resolved::Table(t.name.clone()),
-        None if parts.len() == 1 => Resolved::Cte,
-        None => {
-            return Err(AnalysisError::UnknownTable {
-                name: name.to_string(),
-            })
-        }
+    let resolved = resolve::Resolver::new(catalog, oracle, dialect).run(&mut query)?;
+    Ok(AnalyzedQuery {
+        sql: query.to_string(),
+        resolved,
     })
 }
 
@@ -147,111 +108,119 @@ fn statement_kind(statement: &Statement) -> String {
     }
 }
 
-/// Walks the whole AST: collects every relation name and CTE name, and
-/// refuses constructs the analyzer does not govern.
-#[derive(Default)]
-struct TableCollector {
-    relations: Vec<ObjectName>,
-    ctes: BTreeSet<String>,
-    statements: usize,
-}
-
-impl Visitor for TableCollector {
-    type Break = AnalysisError;
-
-    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<AnalysisError> {
-        self.statements += 1;
-        if self.statements > 1 {
-            return ControlFlow::Break(AnalysisError::UnsupportedStatement {
-                kind: format!("nested {}", statement_kind(statement)),
-            });
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<AnalysisError> {
-        if let Some(with) = &query.with {
-            for cte in &with.cte_tables {
-                self.ctes.insert(cte.alias.name.value.to_ascii_lowercase());
-            }
-        }
-        check_set_expr(&query.body)
-    }
-
-    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<AnalysisError> {
-        self.relations.push(relation.clone());
-        ControlFlow::Continue(())
-    }
-
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<AnalysisError> {
-        match factor {
-            TableFactor::Table { args: None, .. }
-            | TableFactor::Derived { .. }
-            | TableFactor::NestedJoin { .. } => ControlFlow::Continue(()),
-            TableFactor::Table {
-                name,
-                args: Some(_),
-                ..
-            } => ControlFlow::Break(AnalysisError::Unsupported(format!(
-                "the table-valued function `{name}`"
-            ))),
-            other => ControlFlow::Break(AnalysisError::Unsupported(format!(
-                "the FROM item `{other}`"
-            ))),
-        }
-    }
-}
-
-/// Refuses set-expression forms that are not plain reads.
-fn check_set_expr(body: &SetExpr) -> ControlFlow<AnalysisError> {
-    match body {
-        SetExpr::Select(select) => {
-            if select.into.is_some() {
-                return ControlFlow::Break(AnalysisError::UnsupportedStatement {
-                    kind: "SELECT INTO".into(),
-                });
-            }
-            ControlFlow::Continue(())
-        }
-        SetExpr::Query(_) | SetExpr::Values(_) => ControlFlow::Continue(()),
-        SetExpr::SetOperation { left, right, .. } => {
-            check_set_expr(left)?;
-            check_set_expr(right)
-        }
-        other => ControlFlow::Break(AnalysisError::Unsupported(format!(
-            "the query form `{}`",
-            other.to_string().chars().take(40).collect::<String>()
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
     use super::*;
     use crate::catalog::{ColumnInfo, TableInfo};
+    use crate::masks::Mask;
 
     fn catalog() -> Catalog {
-        let table = |name: &str| TableInfo {
+        let table = |name: &str, columns: &[&str]| TableInfo {
             name: name.to_string(),
-            columns: vec![ColumnInfo {
-                name: "id".into(),
-                decl_type: "INTEGER".into(),
-                primary_key: true,
-            }],
+            columns: columns
+                .iter()
+                .map(|c| ColumnInfo {
+                    name: c.to_string(),
+                    decl_type: "TEXT".into(),
+                    primary_key: *c == "id",
+                })
+                .collect(),
         };
-        Catalog::new([table("customers"), table("orders"), table("payments")])
+        Catalog::new([
+            table("customers", &["id", "email", "phone", "region", "opt_in"]),
+            table("orders", &["id", "customer_id", "total"]),
+            table("payments", &["id", "order_id", "card"]),
+        ])
+    }
+
+    /// A test policy: per table, column → Some(mask) visible / None denied;
+    /// `no_filter` columns may not be filtered on; an optional row filter.
+    #[derive(Default)]
+    struct Policy {
+        masks: BTreeMap<&'static str, Mask>,
+        denied: BTreeSet<&'static str>,
+        no_filter: BTreeSet<&'static str>,
+        forbidden_tables: BTreeSet<&'static str>,
+        row_filter: Option<(&'static str, &'static str)>,
+    }
+
+    impl AccessOracle for &Policy {
+        fn view(&mut self, table: &TableInfo) -> Result<Arc<TableView>, AnalysisError> {
+            if self.forbidden_tables.contains(table.name.as_str()) {
+                return Err(AnalysisError::Denied {
+                    table: table.name.clone(),
+                    column: None,
+                    message: format!("table {} denied", table.name),
+                    policy_ids: vec!["p".into()],
+                });
+            }
+            let key = |c: &str| format!("{}.{c}", table.name);
+            let mut columns = Vec::new();
+            let mut denied = Vec::new();
+            for c in &table.columns {
+                let k = key(&c.name);
+                if self.denied.contains(k.as_str()) {
+                    denied.push(DeniedColumn {
+                        name: c.name.clone(),
+                        reason: "no policy permits it".into(),
+                        policy_ids: vec![],
+                    });
+                } else {
+                    columns.push(ViewColumn {
+                        name: c.name.clone(),
+                        mask: self.masks.get(k.as_str()).copied(),
+                        may_filter: !self.no_filter.contains(k.as_str()),
+                        policy_ids: vec![],
+                    });
+                }
+            }
+            let row_filter = self
+                .row_filter
+                .filter(|(t, _)| *t == table.name)
+                .map(|(_, f)| RowFilter {
+                    predicate: Parser::new(&SQLiteDialect {})
+                        .try_with_sql(f)
+                        .unwrap()
+                        .parse_expr()
+                        .unwrap(),
+                    attributes: BTreeMap::from([("region".to_string(), "EU".to_string())]),
+                    policy_ids: vec!["rf".into()],
+                });
+            Ok(Arc::new(TableView {
+                table: table.name.clone(),
+                policy_ids: vec![],
+                columns,
+                denied,
+                row_filter,
+            }))
+        }
+    }
+
+    fn run(sql: &str, policy: &Policy) -> Result<AnalyzedQuery, AnalysisError> {
+        analyze(sql, &catalog(), policy, Dialect::Sqlite)
     }
 
     fn tables(sql: &str) -> Vec<String> {
-        analyze(sql, &catalog())
+        run(sql, &Policy::default())
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .resolved
             .tables
             .into_iter()
             .collect()
     }
 
     fn refused(sql: &str) -> AnalysisError {
-        analyze(sql, &catalog()).expect_err(sql)
+        run(sql, &Policy::default()).expect_err(sql)
+    }
+
+    fn col(table: &str, column: &str) -> ColumnRef {
+        ColumnRef {
+            table: table.into(),
+            column: column.into(),
+        }
     }
 
     #[test]
@@ -287,19 +256,30 @@ mod tests {
     }
 
     #[test]
-    fn ctes_are_not_tables_but_the_tables_inside_them_are() {
+    fn ctes_shadow_tables_and_the_tables_inside_them_are_read() {
         assert_eq!(
             tables("WITH x AS (SELECT id FROM payments) SELECT * FROM x"),
             ["payments"]
         );
-        // A CTE shadowing a table name is still checked as the table: over-deny, never leak.
+        // As in SQLite, a CTE named like a table shadows it: no table is read.
         assert_eq!(
-            tables("WITH customers AS (SELECT 1 AS id) SELECT * FROM customers"),
+            tables("WITH customers AS (SELECT 1 AS email) SELECT email FROM customers"),
+            Vec::<String>::new()
+        );
+        // ...but `main.customers` is the table.
+        assert_eq!(
+            tables("WITH customers AS (SELECT 1 AS email) SELECT email FROM main.customers"),
             ["customers"]
         );
         assert!(matches!(
             refused("WITH x AS (SELECT 1) SELECT * FROM y"),
             AnalysisError::UnknownTable { .. }
+        ));
+        assert!(matches!(
+            refused(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT * FROM n"
+            ),
+            AnalysisError::Unsupported(_)
         ));
     }
 
@@ -341,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_catalogs_unknown_tables_and_table_functions() {
+    fn refuses_catalogs_unknown_names_functions_and_table_functions() {
         for sql in [
             "SELECT * FROM sqlite_master",
             "SELECT * FROM sqlite_schema",
@@ -364,12 +344,194 @@ mod tests {
                 refused(sql)
             );
         }
+        for sql in [
+            "SELECT load_extension('x')",
+            "SELECT sqlite_version()",
+            "SELECT privet_pseudonym('customers.id', 42)",
+            "SELECT readfile('/etc/passwd')",
+        ] {
+            assert!(
+                matches!(refused(sql), AnalysisError::FunctionNotAllowed { .. }),
+                "{sql}"
+            );
+        }
+        assert!(matches!(
+            refused("SELECT nope FROM customers"),
+            AnalysisError::UnknownColumn { .. }
+        ));
+        assert!(matches!(
+            refused("SELECT id FROM customers c JOIN orders o ON o.customer_id = c.id"),
+            AnalysisError::AmbiguousColumn { .. }
+        ));
+        assert!(matches!(
+            refused("SELECT id FROM customers WHERE id = ?"),
+            AnalysisError::Unsupported(_)
+        ));
     }
 
     #[test]
-    fn runs_the_reserialized_statement() {
-        let q = analyze("SELECT id /* x */ FROM customers -- trailing", &catalog()).unwrap();
-        assert_eq!(q.sql, "SELECT id FROM customers");
+    fn lineage_and_uses_follow_names_through_every_scope() {
+        let q = run(
+            "WITH big AS (SELECT customer_id AS who, total FROM orders WHERE total > 100) \
+             SELECT c.email, lower(c.region) AS r, b.total FROM customers c JOIN big b ON b.who = c.id \
+             WHERE c.opt_in = 1 ORDER BY r",
+            &Policy::default(),
+        )
+        .unwrap();
+        let outputs = &q.resolved.outputs;
+        assert_eq!(outputs[0].name, "email");
+        assert_eq!(outputs[0].lineage.direct, Some(col("customers", "email")));
+        assert_eq!(outputs[1].lineage.direct, None);
+        assert_eq!(
+            outputs[1].lineage.sources,
+            BTreeSet::from([col("customers", "region")])
+        );
+        assert_eq!(outputs[2].lineage.direct, Some(col("orders", "total")));
+        let uses = &q.resolved.uses;
+        // Projected inside the CTE (as `who`), joined on outside.
+        assert_eq!(
+            uses[&col("orders", "customer_id")],
+            BTreeSet::from([Usage::Projection, Usage::Join])
+        );
+        assert_eq!(
+            uses[&col("orders", "total")],
+            BTreeSet::from([Usage::Predicate, Usage::Projection])
+        );
+        assert_eq!(
+            uses[&col("customers", "region")],
+            BTreeSet::from([Usage::Projection, Usage::FunctionArg, Usage::Order])
+        );
+        assert_eq!(
+            uses[&col("customers", "opt_in")],
+            BTreeSet::from([Usage::Predicate])
+        );
+        assert_eq!(uses[&col("customers", "id")], BTreeSet::from([Usage::Join]));
+    }
+
+    #[test]
+    fn star_expands_to_visible_columns_only() {
+        let policy = Policy {
+            denied: BTreeSet::from(["customers.phone"]),
+            ..Policy::default()
+        };
+        let q = run("SELECT * FROM customers", &policy).unwrap();
+        let names: Vec<_> = q.resolved.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["id", "email", "region", "opt_in"]);
+        assert!(!q.sql.contains("phone"), "{}", q.sql);
+        assert!(
+            q.sql
+                .starts_with("SELECT customers.\"id\", customers.\"email\""),
+            "{}",
+            q.sql
+        );
+    }
+
+    #[test]
+    fn denied_columns_are_refused_wherever_referenced() {
+        let policy = Policy {
+            denied: BTreeSet::from(["customers.phone"]),
+            ..Policy::default()
+        };
+        for sql in [
+            "SELECT phone FROM customers",
+            "SELECT c.phone FROM customers c",
+            "SELECT id FROM customers WHERE phone LIKE '+44%'",
+            "SELECT id FROM customers ORDER BY phone",
+            "SELECT count(*) FROM customers GROUP BY phone",
+            "SELECT (SELECT max(phone) FROM customers) FROM orders",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = o.customer_id AND c.phone > '')",
+            "WITH x AS (SELECT phone FROM customers) SELECT * FROM x",
+        ] {
+            match run(sql, &policy) {
+                Err(AnalysisError::Denied { table, column, .. }) => {
+                    assert_eq!((table.as_str(), column.as_deref()), ("customers", Some("phone")), "{sql}");
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn filtering_needs_the_filter_permission() {
+        let policy = Policy {
+            masks: BTreeMap::from([("customers.email", Mask::EmailPartial)]),
+            no_filter: BTreeSet::from(["customers.email"]),
+            ..Policy::default()
+        };
+        assert!(run("SELECT email, upper(email) FROM customers", &policy).is_ok());
+        for sql in [
+            "SELECT id FROM customers WHERE email LIKE 'a%'",
+            "SELECT id FROM customers ORDER BY email",
+            "SELECT email, count(*) FROM customers GROUP BY email",
+            "SELECT c.id FROM customers c JOIN orders o ON o.id = length(c.email)",
+            "SELECT row_number() OVER (ORDER BY email) FROM customers",
+            "SELECT e FROM (SELECT lower(email) AS e FROM customers) WHERE e > 'm'",
+            "SELECT id FROM customers WHERE id IN (SELECT length(email) FROM customers)",
+            "SELECT email AS e FROM customers ORDER BY e",
+            "SELECT email FROM customers ORDER BY 1",
+            "SELECT CASE WHEN email LIKE 'a%' THEN 1 ELSE 0 END FROM customers",
+        ] {
+            match run(sql, &policy) {
+                Err(AnalysisError::Denied {
+                    column, message, ..
+                }) => {
+                    assert_eq!(column.as_deref(), Some("email"), "{sql}");
+                    assert!(message.contains("filter"), "{sql}: {message}");
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn views_mask_filter_rows_and_bind_attributes() {
+        let policy = Policy {
+            masks: BTreeMap::from([("customers.email", Mask::EmailPartial)]),
+            denied: BTreeSet::from(["customers.phone"]),
+            row_filter: Some(("customers", "region = principal.region")),
+            ..Policy::default()
+        };
+        let q = run("SELECT c.email FROM customers AS c WHERE c.id = 7", &policy).unwrap();
+        assert_eq!(q.resolved.params, ["EU"]);
+        assert!(
+            q.sql
+                .contains("FROM \"customers\" WHERE (region = ?1)) AS c"),
+            "{}",
+            q.sql
+        );
+        assert!(
+            q.sql.contains("AS \"email\""),
+            "masked in the view: {}",
+            q.sql
+        );
+        assert!(
+            !q.sql.contains("phone") && !q.sql.contains("EU"),
+            "{}",
+            q.sql
+        );
+        // The user's alias keeps outer references working; a bare table keeps its name.
+        let q = run("SELECT customers.id FROM customers", &policy).unwrap();
+        assert!(q.sql.ends_with(") AS customers"), "{}", q.sql);
+    }
+
+    #[test]
+    fn forbidden_tables_are_refused_wherever_they_hide() {
+        let policy = Policy {
+            forbidden_tables: BTreeSet::from(["payments"]),
+            ..Policy::default()
+        };
+        for sql in [
+            "SELECT * FROM payments",
+            "SELECT id FROM orders WHERE id IN (SELECT order_id FROM payments)",
+            "SELECT id FROM orders UNION SELECT id FROM payments",
+            "WITH p AS (SELECT card FROM payments) SELECT 1",
+            "SELECT (SELECT count(*) FROM main.payments)",
+        ] {
+            assert!(
+                matches!(run(sql, &policy), Err(AnalysisError::Denied { .. })),
+                "{sql}"
+            );
+        }
     }
 
     #[test]

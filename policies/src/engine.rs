@@ -247,6 +247,19 @@ impl PolicyEngine {
         self.origins.keys().map(String::as_str).collect()
     }
 
+    /// The value of annotation `key` (e.g. `mask`, `row_filter`) on a policy.
+    pub fn annotation(&self, policy_id: &str, key: &str) -> Option<&str> {
+        self.policies.annotation(&PolicyId::new(policy_id), key)
+    }
+
+    /// Every policy carrying annotation `key`: (policy id, value), by id.
+    pub fn annotated(&self, key: &str) -> Vec<(&str, &str)> {
+        self.origins
+            .keys()
+            .filter_map(|id| self.annotation(id, key).map(|v| (id.as_str(), v)))
+            .collect()
+    }
+
     /// The file a policy came from.
     pub fn origin(&self, policy_id: &str) -> Option<&Path> {
         self.origins.get(policy_id).map(PathBuf::as_path)

@@ -305,7 +305,8 @@ async fn bad_requests_get_their_specific_errors_and_the_server_keeps_serving() {
         ("SELEKT * FROM events", 400, "sql_parse"),
         ("SELECT * FROM no_such_table", 400, "unknown_table"),
         ("", 400, "bad_request"),
-        ("SELECT no_such_column FROM events", 400, "query_failed"),
+        ("SELECT no_such_column FROM events", 400, "unknown_column"),
+        ("SELECT load_extension('x')", 400, "function_not_allowed"),
     ] {
         let reply = server.query("recs-service", "recommendation", sql).await;
         assert_eq!((reply.status, reply.error_code().as_str()), (status, code), "{sql}: {}", String::from_utf8_lossy(&reply.body));

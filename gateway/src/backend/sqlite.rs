@@ -28,6 +28,9 @@ pub struct SqliteBackend {
 
 struct Inner {
     path: PathBuf,
+    /// Registered as `privet_pseudonym` on every connection, so policy views
+    /// compute pseudonyms inside SQLite and joins on them still work.
+    token_key: Arc<vault::TokenKey>,
     /// Every real table of the store (lower case), to tell them from CTEs in
     /// the authorizer.
     real_tables: BTreeSet<String>,
@@ -51,9 +54,11 @@ impl SqliteBackend {
         path: &Path,
         pool_size: usize,
         pool_wait: Duration,
+        token_key: Arc<vault::TokenKey>,
     ) -> Result<SqliteBackend, BackendError> {
         let mut inner = Inner {
             path: path.to_path_buf(),
+            token_key,
             real_tables: BTreeSet::new(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(pool_size.max(1))),
@@ -107,6 +112,7 @@ impl SqliteBackend {
     pub async fn query(
         &self,
         sql: String,
+        params: Vec<String>,
         tables: BTreeSet<String>,
         limits: QueryLimits,
     ) -> Result<QueryOutput, BackendError> {
@@ -126,7 +132,7 @@ impl SqliteBackend {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = inner.take()?;
-            let result = run_guarded(&conn, &sql, tables, &inner.real_tables, &limits);
+            let result = run_guarded(&conn, &sql, &params, tables, &inner.real_tables, &limits);
             // Hooks are per query; never leave one installed on a pooled connection.
             conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
             conn.progress_handler(0, None::<fn() -> bool>);
@@ -167,6 +173,7 @@ impl Inner {
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
             conn.busy_timeout(Duration::from_secs(5))?;
+            crate::masks::register_sqlite_functions(&conn, Arc::clone(&self.token_key))?;
             Ok(())
         };
         harden().map_err(|e| unavailable(format!("hardening the connection: {e}")))?;
@@ -236,6 +243,7 @@ fn read_allowed(
 fn run_guarded(
     conn: &Connection,
     sql: &str,
+    params: &[String],
     tables: BTreeSet<String>,
     real_tables: &BTreeSet<String>,
     limits: &QueryLimits,
@@ -295,7 +303,9 @@ fn run_guarded(
     let width = columns.len();
     let mut rows = Vec::new();
     let mut truncated = false;
-    let mut cursor = stmt.query([]).map_err(map_err)?;
+    let mut cursor = stmt
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(map_err)?;
     while let Some(row) = cursor.next().map_err(map_err)? {
         if rows.len() == limits.max_rows {
             truncated = true;
@@ -358,8 +368,13 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let backend = SqliteBackend::open(&path, 2, Duration::from_millis(200)).unwrap();
+        let backend =
+            SqliteBackend::open(&path, 2, Duration::from_millis(200), test_key()).unwrap();
         (dir, backend)
+    }
+
+    fn test_key() -> Arc<vault::TokenKey> {
+        Arc::new(vault::TokenKey::from_bytes(&[7; 32]))
     }
 
     fn limits() -> QueryLimits {
@@ -390,6 +405,7 @@ mod tests {
         let out = backend
             .query(
                 "SELECT id, email, score, photo, id * 2 AS twice FROM customers ORDER BY id".into(),
+                vec![],
                 allow(&["customers"]),
                 limits(),
             )
@@ -415,6 +431,7 @@ mod tests {
         let out = backend
             .query(
                 "SELECT id FROM customers".into(),
+                vec![],
                 allow(&["customers"]),
                 QueryLimits {
                     max_rows: 1,
@@ -444,7 +461,7 @@ mod tests {
             "DELETE FROM customers",
         ] {
             let err = backend
-                .query(sql.into(), allow(&["customers"]), limits())
+                .query(sql.into(), vec![], allow(&["customers"]), limits())
                 .await
                 .unwrap_err();
             assert!(
@@ -459,6 +476,7 @@ mod tests {
         let err = backend
             .query(
                 "SELECT value FROM secrets".into(),
+                vec![],
                 allow(&["customers"]),
                 limits(),
             )
@@ -478,7 +496,7 @@ mod tests {
             "WITH c AS (SELECT id FROM customers) SELECT count(*) FROM c",
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 2) SELECT count(*) FROM n",
         ] {
-            let out = backend.query(sql.into(), allow(&["customers"]), limits()).await.unwrap();
+            let out = backend.query(sql.into(), vec![], allow(&["customers"]), limits()).await.unwrap();
             assert_eq!(out.rows, vec![vec![serde_json::Value::from(2)]], "{sql}");
         }
     }
@@ -513,6 +531,7 @@ mod tests {
         let err = backend
             .query(
                 "SELECT \"no_such_column\" FROM customers".into(),
+                vec![],
                 allow(&["customers"]),
                 limits(),
             )
@@ -531,6 +550,7 @@ mod tests {
         let err = backend
             .query(
                 sql.into(),
+                vec![],
                 allow(&[]),
                 QueryLimits {
                     timeout: Duration::from_millis(50),
@@ -545,7 +565,7 @@ mod tests {
         );
         // The connection is usable afterwards, its hooks reset.
         let out = backend
-            .query("SELECT 1".into(), allow(&[]), limits())
+            .query("SELECT 1".into(), vec![], allow(&[]), limits())
             .await
             .unwrap();
         assert_eq!(out.rows, vec![vec![serde_json::Value::from(1)]]);
@@ -554,9 +574,14 @@ mod tests {
     #[tokio::test]
     async fn a_missing_store_is_unavailable_and_says_how_to_create_one() {
         let dir = tempfile::tempdir().unwrap();
-        let err = SqliteBackend::open(&dir.path().join("nope.sqlite3"), 1, Duration::ZERO)
-            .err()
-            .unwrap();
+        let err = SqliteBackend::open(
+            &dir.path().join("nope.sqlite3"),
+            1,
+            Duration::ZERO,
+            test_key(),
+        )
+        .err()
+        .unwrap();
         assert!(
             matches!(err, BackendError::Unavailable { ref message, .. } if message.contains("privet seed")),
             "{err}"

@@ -1,0 +1,126 @@
+//! Parse + analyze + authorize (Cedar, decisions cached as in the server) +
+//! rewrite into policy views, for typical queries, without the backend.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gateway::access::{Policies, RequestOracle};
+use gateway::catalog::{Catalog, ColumnInfo, TableInfo};
+use gateway::config::Config;
+use gateway::masks::Dialect;
+use gateway::sql::analyze;
+
+fn catalog() -> Catalog {
+    let table = |name: &str, columns: &[&str]| TableInfo {
+        name: name.to_string(),
+        columns: columns
+            .iter()
+            .map(|c| ColumnInfo {
+                name: c.to_string(),
+                decl_type: "TEXT".to_string(),
+                primary_key: *c == "id",
+            })
+            .collect(),
+    };
+    Catalog::new([
+        table(
+            "customers",
+            &[
+                "id",
+                "email",
+                "full_name",
+                "phone",
+                "birth_date",
+                "gender",
+                "zip",
+                "city",
+                "country",
+                "region",
+                "created_at",
+                "marketing_opt_in",
+            ],
+        ),
+        table(
+            "orders",
+            &[
+                "id",
+                "customer_id",
+                "created_at",
+                "status",
+                "total_cents",
+                "shipping_address",
+                "shipping_zip",
+            ],
+        ),
+        table(
+            "order_items",
+            &["order_id", "product_id", "quantity", "unit_price_cents"],
+        ),
+        table(
+            "products",
+            &["id", "sku", "name", "category", "brand", "price_cents"],
+        ),
+    ])
+}
+
+const CONFIG: &str = r#"
+[[principals]]
+name = "marketing-service"
+kind = "service"
+purposes = ["marketing"]
+api_key_sha256 = "cbc7bf624cdf9d8c58631798217505542bb2b2c02a0088a751ae8ff9b76dcdb2"
+[classification]
+"customers.email" = { category = "email" }
+"customers.phone" = { category = "phone" }
+"customers.birth_date" = { category = "dob" }
+"orders.shipping_address" = { category = "address" }
+"#;
+
+const QUERIES: &[(&str, &str)] = &[
+    ("point_lookup", "SELECT id, email, region FROM customers WHERE id = 42"),
+    (
+        "join_3way",
+        "SELECT p.category, count(*) AS n, sum(i.quantity * i.unit_price_cents) AS revenue \
+         FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id \
+         WHERE o.status = 'delivered' GROUP BY p.category ORDER BY revenue DESC",
+    ),
+    (
+        "cte",
+        "WITH recent AS (SELECT customer_id, count(*) AS n FROM orders WHERE created_at >= '2025-06-01' \
+         GROUP BY customer_id) SELECT c.region, avg(r.n) FROM recent r JOIN customers c ON c.id = r.customer_id \
+         GROUP BY c.region",
+    ),
+];
+
+fn bench(c: &mut Criterion) {
+    let catalog = catalog();
+    let config = Config::parse(Path::new("bench.toml"), CONFIG).expect("bench config");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in policies::DEFAULT_POLICY_FILES {
+        std::fs::write(dir.path().join(name), text).expect("write policy");
+    }
+    let tables = catalog.classify(&config).expect("classification");
+    let specs: Vec<_> = config.principals.iter().map(|p| p.spec.clone()).collect();
+    let policies = Policies::load(dir.path(), &specs, &tables, &catalog).expect("policies");
+    let principal = &config.principals[0];
+    for (name, sql) in QUERIES {
+        let run = || {
+            let oracle = RequestOracle {
+                policies: &policies,
+                principal,
+                purpose: "marketing",
+            };
+            analyze(black_box(sql), &catalog, oracle, Dialect::Sqlite)
+        };
+        if let Err(e) = run() {
+            panic!("{name}: {e}");
+        }
+        c.bench_function(&format!("analyze_authorize_rewrite/{name}"), |b| {
+            b.iter(run)
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

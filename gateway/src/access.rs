@@ -1,0 +1,360 @@
+//! From Cedar decisions to policy views: what a principal, for a purpose,
+//! may see of each table (columns plain, masked or denied; which it may
+//! filter on; which rows). Decisions are cached per (principal, purpose,
+//! table) inside an immutable snapshot, so a policy reload replaces the
+//! cache with the policies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use policies::{
+    Action, Decision, PolicyEngine, PolicyError, PolicySource, PrincipalSpec, RequestContext,
+    Resource, TableSpec,
+};
+use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, TableFactor};
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+
+use crate::catalog::{Catalog, TableInfo};
+use crate::config::PrincipalConfig;
+use crate::masks::Mask;
+use crate::sql::{AccessOracle, AnalysisError, DeniedColumn, RowFilter, TableView, ViewColumn};
+
+/// When several permitting policies name different masks, the most
+/// restrictive wins: earlier in this list is more restrictive.
+const MASK_STRICTNESS: [Mask; 8] = [
+    Mask::Null,
+    Mask::Redact,
+    Mask::Pseudonym,
+    Mask::CardLast4,
+    Mask::PhoneLast4,
+    Mask::EmailPartial,
+    Mask::Zip3,
+    Mask::YearOnly,
+];
+
+type CacheKey = (String, String, String);
+
+/// A loaded, validated policy set with its parsed annotations.
+pub struct Policies {
+    engine: PolicyEngine,
+    masks: HashMap<String, Mask>,
+    row_filters: HashMap<String, Expr>,
+    cache: RwLock<HashMap<CacheKey, Arc<TableView>>>,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policies")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A policy annotation that does not make sense.
+fn annotation_error(engine: &PolicyEngine, id: &str, message: String) -> PolicyError {
+    PolicyError::Validation(vec![policies::Located {
+        origin: engine.origin(id).map(Path::to_path_buf).unwrap_or_default(),
+        line: 0,
+        column: 0,
+        message: format!("policy {id}: {message}"),
+    }])
+}
+
+impl Policies {
+    /// Loads and validates the policies of `dir`: Cedar strictly against the
+    /// schema, then every `@mask` names a known mask and every `@row_filter`
+    /// parses as an SQL predicate of the supported shape.
+    pub fn load(
+        dir: &Path,
+        principals: &[PrincipalSpec],
+        tables: &[TableSpec],
+        catalog: &Catalog,
+    ) -> Result<Policies, PolicyError> {
+        let sources = PolicySource::read_dir(dir)?;
+        let engine = PolicyEngine::load(&sources, principals, tables)?;
+        let mut masks = HashMap::new();
+        for (id, name) in engine.annotated("mask") {
+            let mask: Mask = name
+                .parse()
+                .map_err(|e| annotation_error(&engine, id, format!("@mask: {e}")))?;
+            masks.insert(id.to_string(), mask);
+        }
+        let mut row_filters = HashMap::new();
+        for (id, text) in engine.annotated("row_filter") {
+            let expr = Parser::new(&SQLiteDialect {})
+                .try_with_sql(text)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|e| {
+                    annotation_error(&engine, id, format!("@row_filter does not parse: {e}"))
+                })?;
+            check_filter_shape(&expr, catalog)
+                .map_err(|m| annotation_error(&engine, id, format!("@row_filter: {m}")))?;
+            row_filters.insert(id.to_string(), expr);
+        }
+        Ok(Policies {
+            engine,
+            masks,
+            row_filters,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn engine(&self) -> &PolicyEngine {
+        &self.engine
+    }
+
+    /// The policy view of `table` for `principal` and `purpose`.
+    pub fn view(
+        &self,
+        principal: &PrincipalConfig,
+        purpose: &str,
+        table: &TableInfo,
+    ) -> Result<Arc<TableView>, AnalysisError> {
+        let key = (
+            principal.spec.name.clone(),
+            purpose.to_string(),
+            table.name.clone(),
+        );
+        if let Some(view) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(Arc::clone(view));
+        }
+        let view = Arc::new(self.decide(principal, purpose, table)?);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Arc::clone(&view));
+        Ok(view)
+    }
+
+    fn authorize(
+        &self,
+        who: &str,
+        action: Action,
+        resource: Resource<'_>,
+        purpose: &str,
+    ) -> Result<Decision, AnalysisError> {
+        self.engine
+            .authorize(who, action, resource, RequestContext { purpose })
+            .map_err(|e| AnalysisError::Denied {
+                table: String::new(),
+                column: None,
+                message: format!("policy evaluation failed, so access is refused: {e}"),
+                policy_ids: Vec::new(),
+            })
+    }
+
+    fn decide(
+        &self,
+        principal: &PrincipalConfig,
+        purpose: &str,
+        table: &TableInfo,
+    ) -> Result<TableView, AnalysisError> {
+        let who = principal.spec.name.as_str();
+        let t = table.name.as_str();
+        let decision = self.authorize(who, Action::Read, Resource::Table(t), purpose)?;
+        if !decision.allowed {
+            return Err(AnalysisError::Denied {
+                table: t.to_string(),
+                column: None,
+                message: format!(
+                    "{who} may not read table {t} for purpose `{purpose}`: {}",
+                    why(&decision)
+                ),
+                policy_ids: decision.policy_ids,
+            });
+        }
+        let mut columns = Vec::new();
+        let mut denied = Vec::new();
+        for column in &table.columns {
+            let resource = Resource::Column {
+                table: t,
+                column: &column.name,
+            };
+            let read = self.authorize(who, Action::Read, resource, purpose)?;
+            if read.allowed {
+                columns.push(ViewColumn {
+                    name: column.name.clone(),
+                    mask: None,
+                    may_filter: true,
+                    policy_ids: read.policy_ids,
+                });
+                continue;
+            }
+            let masked = self.authorize(who, Action::ReadMasked, resource, purpose)?;
+            if masked.allowed {
+                // A read_masked permit without @mask shows nothing: fail closed.
+                let mask = masked
+                    .policy_ids
+                    .iter()
+                    .filter_map(|id| self.masks.get(id))
+                    .min_by_key(|m| MASK_STRICTNESS.iter().position(|s| s == *m))
+                    .copied()
+                    .unwrap_or(Mask::Redact);
+                let filter = self.authorize(who, Action::Filter, resource, purpose)?;
+                columns.push(ViewColumn {
+                    name: column.name.clone(),
+                    mask: Some(mask),
+                    may_filter: filter.allowed,
+                    policy_ids: masked.policy_ids,
+                });
+                continue;
+            }
+            // The forbids that decided, or nothing permitting: say which.
+            let decisive = if read.policy_ids.is_empty() {
+                masked.policy_ids
+            } else {
+                read.policy_ids
+            };
+            let reason = if decisive.is_empty() {
+                format!("no policy lets {who} read it for purpose `{purpose}` (deny by default)")
+            } else {
+                format!("forbidden by policy {}", decisive.join(", "))
+            };
+            denied.push(DeniedColumn {
+                name: column.name.clone(),
+                reason,
+                policy_ids: decisive,
+            });
+        }
+        Ok(TableView {
+            table: t.to_string(),
+            policy_ids: decision.policy_ids.clone(),
+            columns,
+            denied,
+            row_filter: self.row_filter(&decision.policy_ids, principal),
+        })
+    }
+
+    /// The rows a principal may see: the union of the row filters of the
+    /// permitting policies; a permit without a filter admits every row.
+    fn row_filter(&self, permits: &[String], principal: &PrincipalConfig) -> Option<RowFilter> {
+        let mut filters = Vec::new();
+        for id in permits {
+            filters.push((id, self.row_filters.get(id)?));
+        }
+        let mut iter = filters.into_iter();
+        let (first_id, first) = iter.next()?;
+        let mut predicate = Expr::Nested(Box::new(first.clone()));
+        let mut policy_ids = vec![first_id.clone()];
+        for (id, f) in iter {
+            predicate = Expr::BinaryOp {
+                left: Box::new(predicate),
+                op: sqlparser::ast::BinaryOperator::Or,
+                right: Box::new(Expr::Nested(Box::new(f.clone()))),
+            };
+            policy_ids.push(id.clone());
+        }
+        Some(RowFilter {
+            predicate,
+            attributes: principal
+                .spec
+                .attributes
+                .clone()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+            policy_ids,
+        })
+    }
+}
+
+fn why(decision: &Decision) -> String {
+    if !decision.errors.is_empty() {
+        format!(
+            "policy evaluation failed ({}), so access is refused",
+            decision.errors.join("; ")
+        )
+    } else if decision.policy_ids.is_empty() {
+        "no policy permits it (deny by default)".to_string()
+    } else {
+        format!("forbidden by policy {}", decision.policy_ids.join(", "))
+    }
+}
+
+/// A row filter is a predicate over its table's columns, literals,
+/// `principal.ATTR`, and `col IN (SELECT col FROM table WHERE ...)` over
+/// other governed tables (e.g. a customer's tickets by the customer's region).
+/// Column existence is checked by the database when the view first runs.
+fn check_filter_shape(expr: &Expr, catalog: &Catalog) -> Result<(), String> {
+    let mut error = None;
+    let _ = sqlparser::ast::visit_expressions(expr, |e| {
+        let problem = match e {
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [p, _] if p.value.eq_ignore_ascii_case("principal") => None,
+                _ => Some(format!(
+                    "`{e}`: use the table's own column names and principal.ATTR"
+                )),
+            },
+            Expr::Function(f) if !crate::sql::function_allowed(&f.name.to_string()) => {
+                Some(format!("the function `{}` is not allowed", f.name))
+            }
+            Expr::Subquery(_) | Expr::Exists { .. } => {
+                Some("only `column IN (SELECT ...)` subqueries are allowed".to_string())
+            }
+            Expr::InSubquery { subquery, .. } => check_filter_subquery(subquery, catalog).err(),
+            Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Placeholder(_)) => {
+                Some("placeholders: use principal.ATTR".to_string())
+            }
+            _ => None,
+        };
+        match problem {
+            Some(p) => {
+                error = Some(p);
+                std::ops::ControlFlow::Break(())
+            }
+            None => std::ops::ControlFlow::Continue(()),
+        }
+    });
+    error.map_or(Ok(()), Err)
+}
+
+fn check_filter_subquery(q: &Query, catalog: &Catalog) -> Result<(), String> {
+    let shape = "the subquery must be `SELECT column FROM table [WHERE ...]`";
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return Err(shape.into());
+    };
+    if q.with.is_some()
+        || select.from.len() != 1
+        || !select.from[0].joins.is_empty()
+        || select.projection.len() != 1
+    {
+        return Err(shape.into());
+    }
+    if !matches!(
+        select.projection[0],
+        SelectItem::UnnamedExpr(Expr::Identifier(_))
+    ) {
+        return Err(shape.into());
+    }
+    let TableFactor::Table {
+        name, args: None, ..
+    } = &select.from[0].relation
+    else {
+        return Err(shape.into());
+    };
+    if catalog.table(&name.to_string()).is_none() {
+        return Err(format!(
+            "the subquery reads `{name}`, which the database does not have"
+        ));
+    }
+    Ok(())
+}
+
+/// The oracle for one request.
+pub struct RequestOracle<'a> {
+    pub policies: &'a Policies,
+    pub principal: &'a PrincipalConfig,
+    pub purpose: &'a str,
+}
+
+impl AccessOracle for RequestOracle<'_> {
+    fn view(&mut self, table: &TableInfo) -> Result<Arc<TableView>, AnalysisError> {
+        self.policies.view(self.principal, self.purpose, table)
+    }
+}
