@@ -41,6 +41,7 @@ pub struct Policies {
     engine: PolicyEngine,
     masks: HashMap<String, Mask>,
     row_filters: HashMap<String, Expr>,
+    domains: HashMap<(String, String), String>,
     cache: RwLock<HashMap<CacheKey, Arc<TableView>>>,
 }
 
@@ -97,8 +98,19 @@ impl Policies {
             engine,
             masks,
             row_filters,
+            domains: HashMap::new(),
             cache: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Pseudonym domains by (table, column), lower case; unlisted columns
+    /// use "table.column".
+    pub fn with_pseudonym_domains(
+        mut self,
+        domains: HashMap<(String, String), String>,
+    ) -> Policies {
+        self.domains = domains;
+        self
     }
 
     pub fn engine(&self) -> &PolicyEngine {
@@ -184,6 +196,7 @@ impl Policies {
                     mask: None,
                     may_filter: true,
                     policy_ids: read.policy_ids,
+                    domain: String::new(),
                 });
                 continue;
             }
@@ -198,11 +211,17 @@ impl Policies {
                     .copied()
                     .unwrap_or(Mask::Redact);
                 let filter = self.authorize(who, Action::Filter, resource, purpose)?;
+                let domain = self
+                    .domains
+                    .get(&(t.to_string(), column.name.to_ascii_lowercase()))
+                    .cloned()
+                    .unwrap_or_else(|| format!("{t}.{}", column.name));
                 columns.push(ViewColumn {
                     name: column.name.clone(),
                     mask: Some(mask),
                     may_filter: filter.allowed,
                     policy_ids: masked.policy_ids,
+                    domain,
                 });
                 continue;
             }

@@ -94,27 +94,33 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
 ];
 
 /// Classification of the demo schema's personal data.
-pub const DEMO_CLASSIFICATION: &[(&str, &str)] = &[
-    ("customers.id", "identifier"),
-    ("customers.email", "email"),
-    ("customers.full_name", "name"),
-    ("customers.phone", "phone"),
-    ("customers.birth_date", "dob"),
-    ("customers.zip", "address"),
-    ("customers.city", "address"),
-    ("orders.customer_id", "identifier"),
-    ("orders.shipping_address", "address"),
-    ("orders.shipping_zip", "address"),
-    ("payments.card_number", "card"),
-    ("payments.card_last4", "card"),
-    ("events.customer_id", "identifier"),
-    ("events.session_id", "identifier"),
-    ("events.ip_address", "ip"),
-    ("support_tickets.customer_id", "identifier"),
-    ("support_tickets.subject", "free_text"),
-    ("support_tickets.body", "free_text"),
-    ("reviews.customer_id", "identifier"),
-    ("reviews.body", "free_text"),
+/// (column, category, pseudonym domain). Every customer id shares the
+/// domain "customer", so pseudonymous joins across tables work.
+pub const DEMO_CLASSIFICATION: &[(&str, &str, Option<&str>)] = &[
+    ("customers.id", "identifier", Some("customer")),
+    ("customers.email", "email", None),
+    ("customers.full_name", "name", None),
+    ("customers.phone", "phone", None),
+    ("customers.birth_date", "dob", None),
+    ("customers.zip", "address", None),
+    ("customers.city", "address", None),
+    ("orders.customer_id", "identifier", Some("customer")),
+    ("orders.shipping_address", "address", None),
+    ("orders.shipping_zip", "address", None),
+    ("payments.card_number", "card", None),
+    ("payments.card_last4", "card", None),
+    ("events.customer_id", "identifier", Some("customer")),
+    ("events.session_id", "identifier", None),
+    ("events.ip_address", "ip", None),
+    (
+        "support_tickets.customer_id",
+        "identifier",
+        Some("customer"),
+    ),
+    ("support_tickets.subject", "free_text", None),
+    ("support_tickets.body", "free_text", None),
+    ("reviews.customer_id", "identifier", Some("customer")),
+    ("reviews.body", "free_text", None),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -238,8 +244,15 @@ fn demo_config(credentials: &BTreeMap<String, String>) -> String {
         }
     }
     out.push_str("\n[classification]\n");
-    for (column, category) in DEMO_CLASSIFICATION {
-        let _ = writeln!(out, "\"{column}\" = {{ category = \"{category}\" }}");
+    for (column, category, domain) in DEMO_CLASSIFICATION {
+        match domain {
+            Some(d) => writeln!(
+                out,
+                "\"{column}\" = {{ category = \"{category}\", domain = \"{d}\" }}"
+            ),
+            None => writeln!(out, "\"{column}\" = {{ category = \"{category}\" }}"),
+        }
+        .unwrap_or_default();
     }
     out
 }

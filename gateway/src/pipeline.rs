@@ -79,7 +79,8 @@ impl Gateway {
         let catalog = backend.catalog()?;
         let tables = catalog.classify(&config)?;
         let principals: Vec<_> = config.principals.iter().map(|p| p.spec.clone()).collect();
-        let policies = Policies::load(&config.policies_dir, &principals, &tables, &catalog)?;
+        let policies = Policies::load(&config.policies_dir, &principals, &tables, &catalog)?
+            .with_pseudonym_domains(config.pseudonym_domains());
         for warning in policies.engine().warnings() {
             tracing::warn!("{warning}");
         }
@@ -147,7 +148,7 @@ impl Gateway {
             .query(
                 analyzed.sql,
                 resolved.params.clone(),
-                resolved.tables.clone(),
+                resolved.backend_tables.clone(),
                 limits,
             )
             .await?;

@@ -174,6 +174,7 @@ mod tests {
                         mask: self.masks.get(k.as_str()).copied(),
                         may_filter: !self.no_filter.contains(k.as_str()),
                         policy_ids: vec![],
+                        domain: k.clone(),
                     });
                 }
             }

@@ -101,6 +101,8 @@ pub struct ViewColumn {
     pub may_filter: bool,
     /// The policies that made the column visible.
     pub policy_ids: Vec<String>,
+    /// Pseudonym domain, for the pseudonym mask.
+    pub domain: String,
 }
 
 /// A column the principal may not see, and why.
@@ -151,6 +153,10 @@ pub struct Resolved {
     pub views: BTreeMap<String, Arc<TableView>>,
     /// Values for the numbered placeholders of the row filters.
     pub params: Vec<String>,
+    /// Every table the rewritten statement reads: `tables` and the tables
+    /// row filters consult (`customer_id IN (SELECT id FROM customers ...)`).
+    /// The backend's guard admits exactly these.
+    pub backend_tables: BTreeSet<String>,
 }
 
 /// A relation visible in a FROM scope.
@@ -215,6 +221,7 @@ pub struct Resolver<'c, O> {
     uses: BTreeMap<ColumnRef, BTreeSet<Usage>>,
     views: BTreeMap<String, Arc<TableView>>,
     params: Vec<String>,
+    filter_tables: BTreeSet<String>,
     generated_aliases: usize,
 }
 
@@ -231,6 +238,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             uses: BTreeMap::new(),
             views: BTreeMap::new(),
             params: Vec::new(),
+            filter_tables: BTreeSet::new(),
             generated_aliases: 0,
         }
     }
@@ -239,8 +247,11 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
     pub fn run(mut self, query: &mut Query) -> Result<Resolved, AnalysisError> {
         let outputs = self.query(query, &Vec::new(), None)?;
         self.check_uses(&outputs)?;
+        let tables: BTreeSet<String> = self.views.keys().cloned().collect();
+        let backend_tables = tables.union(&self.filter_tables).cloned().collect();
         Ok(Resolved {
-            tables: self.views.keys().cloned().collect(),
+            backend_tables,
+            tables,
             uses: self.uses,
             outputs: outputs
                 .into_iter()
@@ -936,10 +947,9 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             .iter()
             .map(|c| {
                 let column = Expr::Identifier(Ident::with_quote('"', c.name.clone()));
-                let domain = format!("{}.{}", view.table, c.name);
                 match c
                     .mask
-                    .and_then(|m| masks::sql_expr(m, column.clone(), &domain, self.dialect))
+                    .and_then(|m| masks::sql_expr(m, column.clone(), &c.domain, self.dialect))
                 {
                     Some(masked) => SelectItem::ExprWithAlias {
                         expr: masked,
@@ -961,7 +971,15 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             *name = ObjectName::from(vec![Ident::with_quote('"', view.table.clone())]);
         }
         select.selection = match &view.row_filter {
-            Some(filter) => Some(self.bind_filter(filter)?),
+            Some(filter) => {
+                let _ = sqlparser::ast::visit_relations(&filter.predicate, |name| {
+                    if let Some(t) = self.catalog.table(&name.to_string()) {
+                        self.filter_tables.insert(t.name.clone());
+                    }
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+                Some(self.bind_filter(filter)?)
+            }
             None => None,
         };
         Ok(TableFactor::Derived {
