@@ -592,10 +592,19 @@ mod tests {
     fn classification_is_checked() {
         let c =
             parse("[classification]\n\"customers.email\" = { category = \"email\" }\n").unwrap();
-        let class = c.classification[&("customers".to_string(), "email".to_string())];
+        let class = c.classification[&("customers".to_string(), "email".to_string())].clone();
         assert_eq!(
             (class.category, class.encrypted, class.line),
             (Category::Email, false, 2)
+        );
+        assert_eq!(class.domain, None);
+        let c = parse(
+            "[classification]\n\"orders.customer_id\" = { category = \"identifier\", domain = \"customer\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.pseudonym_domains()[&("orders".to_string(), "customer_id".to_string())],
+            "customer"
         );
 
         let e =
