@@ -168,9 +168,14 @@ async fn handle(
             );
             response
         }
-        (&Method::POST, "/v1/query") => {
+        (&Method::POST, path @ ("/v1/query" | "/v1/explain" | "/v1/admin/policies/reload")) => {
+            let endpoint = match path {
+                "/v1/query" => Endpoint::Query,
+                "/v1/explain" => Endpoint::Explain,
+                _ => Endpoint::ReloadPolicies,
+            };
             let started = Instant::now();
-            let (principal, result) = query(state, req, &request_id).await;
+            let (principal, result) = query(state, req, &request_id, endpoint).await;
             let principal = principal.as_deref().unwrap_or("anonymous");
             let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
             let elapsed = started.elapsed();
@@ -181,7 +186,8 @@ async fn handle(
                 principal,
                 outcome,
                 elapsed_us = elapsed.as_micros() as u64,
-                "query"
+                endpoint = path,
+                "request"
             );
             match result {
                 Ok(body) => json_response(StatusCode::OK, &body, &request_id),
@@ -189,7 +195,9 @@ async fn handle(
             }
         }
         (_, "/healthz" | "/metrics") => method_not_allowed("GET", &request_id),
-        (_, "/v1/query") => method_not_allowed("POST", &request_id),
+        (_, "/v1/query" | "/v1/explain" | "/v1/admin/policies/reload") => {
+            method_not_allowed("POST", &request_id)
+        }
         _ => error_response(
             &RequestError::new(ErrorCode::NotFound, format!("no such endpoint: {path}")),
             &request_id,
@@ -205,12 +213,21 @@ struct QueryBody {
     purpose: Option<String>,
 }
 
-/// Handles `POST /v1/query`; returns the principal's name (once known) for
-/// metrics and logs, and the response body or the error.
+/// The authenticated JSON endpoints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Query,
+    Explain,
+    ReloadPolicies,
+}
+
+/// Handles the authenticated JSON endpoints; returns the principal's name
+/// (once known) for metrics and logs, and the response body or the error.
 async fn query(
     state: &AppState,
     req: Request<Incoming>,
     request_id: &str,
+    endpoint: Endpoint,
 ) -> (Option<String>, Result<serde_json::Value, RequestError>) {
     let (parts, body) = req.into_parts();
     // Read (bounded) before anything else, so every refusal is a clean
@@ -224,7 +241,7 @@ async fn query(
         Err(e) => return (None, Err(e)),
     };
     let name = principal.spec.name.clone();
-    let result = run_query(state, &principal, &body, request_id).await;
+    let result = run_query(state, &principal, &body, request_id, endpoint).await;
     (Some(name), result)
 }
 
@@ -233,6 +250,7 @@ async fn run_query(
     principal: &PrincipalConfig,
     body: &[u8],
     request_id: &str,
+    endpoint: Endpoint,
 ) -> Result<serde_json::Value, RequestError> {
     let bad = |m: String| RequestError::new(ErrorCode::BadRequest, m);
     let text = std::str::from_utf8(body)
@@ -243,9 +261,6 @@ async fn run_query(
         ))
     })?;
     let purposes: Vec<&str> = principal.purposes.iter().map(String::as_str).collect();
-    let sql = parsed.sql.ok_or_else(|| {
-        bad("missing field `sql`: send {\"sql\": \"SELECT ...\", \"purpose\": \"...\"}".into())
-    })?;
     let purpose = parsed.purpose.ok_or_else(|| {
         bad(format!(
             "missing field `purpose`: declare why you need the data; {} may declare: {}",
@@ -253,6 +268,28 @@ async fn run_query(
             purposes.join(", ")
         ))
     })?;
+    if endpoint == Endpoint::ReloadPolicies {
+        state.gateway.authorize_admin(principal, &purpose)?;
+        let reloaded = state.gateway.reload_policies().map_err(|e| {
+            RequestError::new(
+                ErrorCode::PolicyInvalid,
+                format!("{e}; the previous policies keep serving"),
+            )
+        })?;
+        return Ok(
+            json!({"request_id": request_id, "reloaded": true, "policies": reloaded.policies, "warnings": reloaded.warnings}),
+        );
+    }
+    let sql = parsed.sql.ok_or_else(|| {
+        bad("missing field `sql`: send {\"sql\": \"SELECT ...\", \"purpose\": \"...\"}".into())
+    })?;
+    if endpoint == Endpoint::Explain {
+        let mut explanation =
+            serde_json::to_value(state.gateway.explain(principal, &purpose, &sql))
+                .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+        explanation["request_id"] = json!(request_id);
+        return Ok(explanation);
+    }
     let result = state.gateway.query(principal, &purpose, &sql).await?;
     Ok(json!({
         "request_id": request_id,

@@ -41,6 +41,22 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Show what the gateway would do with a query, and why, without running it.
+    Explain {
+        /// The principal to explain for.
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: String,
+        /// The purpose it declares.
+        #[arg(long)]
+        purpose: String,
+        /// The SQL.
+        sql: String,
+    },
+    /// Validate or test policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Create the demo commerce store with deterministic synthetic data.
     Seed {
         /// 1 ≈ 5,000 customers, 50,000 orders, 250,000 events. Fractions allowed.
@@ -55,6 +71,15 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory [default: the config's] against the Cedar
+    /// schema, the principals and the database; exit 2 on any error.
+    Validate { dir: Option<PathBuf> },
+    /// Run a policy test file; exit 1 if any case does not get the outcome it expects.
+    Test { file: PathBuf },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -65,7 +90,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             // Configuration mistakes (config file, policies) exit with 2 so
@@ -83,13 +109,80 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Ok(false): the command ran and its answer is "no" (a failing policy test).
+fn run(cli: Cli) -> Result<bool> {
     match cli.command {
-        Command::Serve { listen } => serve(cli.data_dir, cli.config, listen),
+        Command::Serve { listen } => serve(cli.data_dir, cli.config, listen).map(|()| true),
         Command::Seed { scale, seed, force } => {
-            seed_store(cli.data_dir, cli.config, scale, seed, force)
+            seed_store(cli.data_dir, cli.config, scale, seed, force).map(|()| true)
+        }
+        Command::Explain {
+            principal,
+            purpose,
+            sql,
+        } => {
+            let gateway = Gateway::start(required_config(&cli.data_dir, &cli.config)?)
+                .context("starting the gateway")?;
+            let principal = gateway
+                .principal(&principal)
+                .with_context(|| format!("no principal `{principal}` in the config"))?;
+            let explanation = gateway.explain(&principal, &purpose, &sql);
+            let text =
+                serde_json::to_string_pretty(&explanation).context("rendering the explanation")?;
+            println!("{text}");
+            Ok(true)
+        }
+        Command::Policy {
+            command: PolicyCommand::Validate { dir },
+        } => {
+            let config = required_config(&cli.data_dir, &cli.config)?;
+            let dir = dir.unwrap_or_else(|| config.policies_dir.clone());
+            let report = gateway::pipeline::validate_policies(&config, &dir)?;
+            for warning in &report.warnings {
+                println!("warning: {warning}");
+            }
+            println!("{}: {} policies valid", dir.display(), report.policies);
+            Ok(true)
+        }
+        Command::Policy {
+            command: PolicyCommand::Test { file },
+        } => policy_test(&cli.data_dir, &cli.config, &file),
+    }
+}
+
+fn policy_test(data_dir: &Option<PathBuf>, config: &Option<PathBuf>, file: &Path) -> Result<bool> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let tests: gateway::policytest::TestFile = toml::from_str(&text)
+        .with_context(|| format!("parsing the policy test file {}", file.display()))?;
+    let gateway =
+        Gateway::start(required_config(data_dir, config)?).context("starting the gateway")?;
+    let mut failed = 0;
+    for (i, case) in tests.cases.iter().enumerate() {
+        let label = format!(
+            "{:>3} {} ({}): {}",
+            i + 1,
+            case.principal,
+            case.purpose,
+            case.sql
+        );
+        match gateway::policytest::run_case(&gateway, case) {
+            None => println!("ok    {label}"),
+            Some(why) => {
+                failed += 1;
+                println!("FAIL  {label}\n        {why}");
+            }
         }
     }
+    println!("{} passed, {failed} failed", tests.cases.len() - failed);
+    Ok(failed == 0)
+}
+
+/// The config, which commands other than `serve` and `seed` cannot do without.
+fn required_config(data_dir: &Option<PathBuf>, config: &Option<PathBuf>) -> Result<Config> {
+    existing_config(data_dir, config)?.context(
+        "no config: pass --config FILE, or --data-dir DIR of a gateway started once with `privet serve`",
+    )
 }
 
 fn default_data_dir() -> PathBuf {
@@ -153,10 +246,12 @@ fn serve(
             .local_addr()
             .context("reading the listen address")?;
         let shutdown = shutdown_signal()?;
-        // Tests and scripts read this line to find the port.
+        let state = Arc::new(AppState::new(gateway));
+        reload_on_sighup(Arc::clone(&state))?;
+        // Tests and scripts read this line to find the port: every signal
+        // handler is installed by now.
         println!("privet listening on http://{local}");
         let _ = std::io::stdout().flush();
-        let state = Arc::new(AppState::new(gateway));
         http::serve(state, listener, shutdown)
             .await
             .context("serving HTTP")
@@ -180,6 +275,30 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
         }
     })
+}
+
+/// SIGHUP reloads the policies; an invalid set is refused and the old one
+/// keeps serving.
+#[cfg(unix)]
+fn reload_on_sighup(state: Arc<AppState>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match state.gateway.reload_policies() {
+                Ok(r) => tracing::info!(policies = r.policies, "SIGHUP: policies reloaded"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: policy reload refused, the previous policies keep serving: {e}"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_state: Arc<AppState>) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(not(unix))]

@@ -3,9 +3,9 @@
 //! later): fronts only translate requests and errors.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use policies::PolicyError;
+use policies::{Action, PolicyError, RequestContext, Resource, TableSpec};
 
 use crate::access::{Policies, RequestOracle};
 use crate::backend::sqlite::QueryLimits;
@@ -55,9 +55,49 @@ pub struct QueryResult {
 pub struct Gateway {
     config: Config,
     keys: HashMap<KeyHash, Arc<PrincipalConfig>>,
-    policies: Policies,
+    /// Swapped whole on reload: a request holds one snapshot throughout.
+    policies: RwLock<Arc<Policies>>,
+    /// What the policies are loaded against, kept for reloads.
+    tables: Vec<TableSpec>,
     catalog: Catalog,
     backend: SqliteBackend,
+}
+
+/// Loads the policies of `dir` against the config's principals and the
+/// database's tables. One loader for startup, reload and `policy validate`.
+fn load_policies(
+    config: &Config,
+    dir: &std::path::Path,
+    tables: &[TableSpec],
+    catalog: &Catalog,
+) -> Result<Policies, PolicyError> {
+    let principals: Vec<_> = config.principals.iter().map(|p| p.spec.clone()).collect();
+    Ok(Policies::load(dir, &principals, tables, catalog)?
+        .with_pseudonym_domains(config.pseudonym_domains()))
+}
+
+/// Validates the policies of `dir` for `config` without starting a gateway.
+pub fn validate_policies(config: &Config, dir: &std::path::Path) -> Result<Reloaded, StartError> {
+    let key = Arc::new(vault::TokenKey::from_bytes(&[0; 32]));
+    let backend = match &config.backend {
+        BackendConfig::Sqlite { path } => {
+            SqliteBackend::open(path, 1, config.limits.pool_wait, key)?
+        }
+    };
+    let catalog = backend.catalog()?;
+    let tables = catalog.classify(config)?;
+    let policies = load_policies(config, dir, &tables, &catalog)?;
+    Ok(Reloaded {
+        policies: policies.engine().policy_ids().len(),
+        warnings: policies.engine().warnings().to_vec(),
+    })
+}
+
+/// The outcome of a policy reload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reloaded {
+    pub policies: usize,
+    pub warnings: Vec<String>,
 }
 
 impl Gateway {
@@ -78,9 +118,7 @@ impl Gateway {
         };
         let catalog = backend.catalog()?;
         let tables = catalog.classify(&config)?;
-        let principals: Vec<_> = config.principals.iter().map(|p| p.spec.clone()).collect();
-        let policies = Policies::load(&config.policies_dir, &principals, &tables, &catalog)?
-            .with_pseudonym_domains(config.pseudonym_domains());
+        let policies = load_policies(&config, &config.policies_dir, &tables, &catalog)?;
         for warning in policies.engine().warnings() {
             tracing::warn!("{warning}");
         }
@@ -99,7 +137,8 @@ impl Gateway {
         Ok(Gateway {
             config,
             keys,
-            policies,
+            policies: RwLock::new(Arc::new(policies)),
+            tables,
             catalog,
             backend,
         })
@@ -114,6 +153,121 @@ impl Gateway {
         self.keys.get(&KeyHash::of(api_key)).cloned()
     }
 
+    /// The current policy snapshot.
+    pub fn policies(&self) -> Arc<Policies> {
+        Arc::clone(&self.policies.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reloads the policy directory. The new set is validated whole first;
+    /// if it is invalid the old one keeps serving and the errors come back.
+    pub fn reload_policies(&self) -> Result<Reloaded, PolicyError> {
+        let policies = load_policies(
+            &self.config,
+            &self.config.policies_dir,
+            &self.tables,
+            &self.catalog,
+        )?;
+        let reloaded = Reloaded {
+            policies: policies.engine().policy_ids().len(),
+            warnings: policies.engine().warnings().to_vec(),
+        };
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
+        tracing::info!(policies = reloaded.policies, "policies reloaded");
+        Ok(reloaded)
+    }
+
+    /// Whether `principal` may perform an administrative action.
+    pub fn authorize_admin(
+        &self,
+        principal: &PrincipalConfig,
+        purpose: &str,
+    ) -> Result<(), RequestError> {
+        Self::check_purpose(principal, purpose)?;
+        let policies = self.policies();
+        let decision = policies
+            .engine()
+            .authorize(
+                &principal.spec.name,
+                Action::Admin,
+                Resource::Gateway,
+                RequestContext { purpose },
+            )
+            .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+        if decision.allowed {
+            return Ok(());
+        }
+        let mut err = RequestError::new(
+            ErrorCode::PolicyDenied,
+            format!(
+                "{} may not administer the gateway for purpose `{purpose}`",
+                principal.spec.name
+            ),
+        );
+        err.policy_ids = decision.policy_ids;
+        Err(err)
+    }
+
+    fn check_purpose(principal: &PrincipalConfig, purpose: &str) -> Result<(), RequestError> {
+        if principal.purposes.contains(purpose) {
+            return Ok(());
+        }
+        let allowed: Vec<&str> = principal.purposes.iter().map(String::as_str).collect();
+        Err(RequestError::new(
+            ErrorCode::PurposeDenied,
+            format!(
+                "{} may not declare the purpose `{purpose}`; its purposes are: {}",
+                principal.spec.name,
+                allowed.join(", ")
+            ),
+        ))
+    }
+
+    /// Analysis, authorization and rewrite, without executing.
+    fn analyze(
+        &self,
+        principal: &PrincipalConfig,
+        purpose: &str,
+        sql_text: &str,
+    ) -> Result<sql::AnalyzedQuery, RequestError> {
+        Self::check_purpose(principal, purpose)?;
+        let policies = self.policies();
+        let oracle = RequestOracle {
+            policies: &policies,
+            principal,
+            purpose,
+        };
+        Ok(sql::analyze(
+            sql_text,
+            &self.catalog,
+            oracle,
+            Dialect::Sqlite,
+        )?)
+    }
+
+    /// What the gateway would do with a query, and why, without running it.
+    pub fn explain(
+        &self,
+        principal: &PrincipalConfig,
+        purpose: &str,
+        sql_text: &str,
+    ) -> crate::explain::Explanation {
+        crate::explain::explain(
+            self,
+            principal,
+            purpose,
+            self.analyze(principal, purpose, sql_text),
+        )
+    }
+
+    /// A configured principal by name.
+    pub fn principal(&self, name: &str) -> Option<Arc<PrincipalConfig>> {
+        self.keys.values().find(|p| p.spec.name == name).cloned()
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// Runs one governed query for `principal` and `purpose`.
     pub async fn query(
         &self,
@@ -121,23 +275,7 @@ impl Gateway {
         purpose: &str,
         sql_text: &str,
     ) -> Result<QueryResult, RequestError> {
-        let name = &principal.spec.name;
-        if !principal.purposes.contains(purpose) {
-            let allowed: Vec<&str> = principal.purposes.iter().map(String::as_str).collect();
-            return Err(RequestError::new(
-                ErrorCode::PurposeDenied,
-                format!(
-                    "{name} may not declare the purpose `{purpose}`; its purposes are: {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-        let oracle = RequestOracle {
-            policies: &self.policies,
-            principal,
-            purpose,
-        };
-        let analyzed = sql::analyze(sql_text, &self.catalog, oracle, Dialect::Sqlite)?;
+        let analyzed = self.analyze(principal, purpose, sql_text)?;
         let limits = QueryLimits {
             max_rows: self.config.limits.max_rows,
             timeout: self.config.limits.statement_timeout,
@@ -164,12 +302,7 @@ impl Gateway {
                 ),
             ));
         }
-        let transforms = resolved.outputs.iter().map(|o| {
-            let direct = o.lineage.direct.as_ref()?;
-            let view = resolved.views.get(&direct.table)?;
-            let column = view.columns.iter().find(|c| c.name == direct.column)?;
-            column.mask.map(|m| m.transform_name())
-        });
+        let transforms = resolved.transforms();
         Ok(QueryResult {
             columns: output
                 .columns

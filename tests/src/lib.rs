@@ -279,6 +279,31 @@ impl Server {
         .await
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) to the server.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
+    /// Waits until the server's log contains `needle`, polling the file;
+    /// fails the test after [`STARTUP_LIMIT`]. For events that have no
+    /// response to wait on (signals).
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + STARTUP_LIMIT;
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{needle}` never appeared in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits for the process to exit. The data dir stays
     /// until the `Server` is dropped, so a test can restart in it.
     pub fn terminate(&mut self) -> ExitStatus {

@@ -159,6 +159,22 @@ pub struct Resolved {
     pub backend_tables: BTreeSet<String>,
 }
 
+impl Resolved {
+    /// The transform each output column shows (`mask:NAME`), for direct
+    /// projections of masked columns.
+    pub fn transforms(&self) -> Vec<Option<String>> {
+        self.outputs
+            .iter()
+            .map(|o| {
+                let direct = o.lineage.direct.as_ref()?;
+                let view = self.views.get(&direct.table)?;
+                let column = view.columns.iter().find(|c| c.name == direct.column)?;
+                column.mask.map(|m| m.transform_name())
+            })
+            .collect()
+    }
+}
+
 /// A relation visible in a FROM scope.
 #[derive(Debug, Clone)]
 struct Relation {
@@ -1028,7 +1044,10 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 ),
                 policy_ids: filter.policy_ids.clone(),
             }),
-            None => Ok(Expr::Nested(Box::new(predicate))),
+            None => Ok(match predicate {
+                nested @ Expr::Nested(_) => nested,
+                other => Expr::Nested(Box::new(other)),
+            }),
         }
     }
 
