@@ -66,6 +66,12 @@ fn catalog() -> Catalog {
 
 const CONFIG: &str = r#"
 [[principals]]
+name = "orders-service"
+kind = "service"
+purposes = ["fulfilment"]
+api_key_sha256 = "06a2442e08392c3d5a8ccf1917d5aae76bc7c046839b40fdf21c52fc4af8fda5"
+
+[[principals]]
 name = "marketing-service"
 kind = "service"
 purposes = ["marketing"]
@@ -77,16 +83,22 @@ api_key_sha256 = "cbc7bf624cdf9d8c58631798217505542bb2b2c02a0088a751ae8ff9b76dcd
 "orders.shipping_address" = { category = "address" }
 "#;
 
-const QUERIES: &[(&str, &str)] = &[
-    ("point_lookup", "SELECT id, email, region FROM customers WHERE id = 42"),
+/// (name, principal index in CONFIG, purpose, SQL). The point lookup and the
+/// CTE run as marketing-service: a masked column and a row filter.
+const QUERIES: &[(&str, usize, &str, &str)] = &[
+    ("point_lookup", 1, "marketing", "SELECT id, email, region FROM customers WHERE id = 42"),
     (
         "join_3way",
+        0,
+        "fulfilment",
         "SELECT p.category, count(*) AS n, sum(i.quantity * i.unit_price_cents) AS revenue \
          FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id \
          WHERE o.status = 'delivered' GROUP BY p.category ORDER BY revenue DESC",
     ),
     (
         "cte",
+        1,
+        "marketing",
         "WITH recent AS (SELECT customer_id, count(*) AS n FROM orders WHERE created_at >= '2025-06-01' \
          GROUP BY customer_id) SELECT c.region, avg(r.n) FROM recent r JOIN customers c ON c.id = r.customer_id \
          GROUP BY c.region",
@@ -103,13 +115,13 @@ fn bench(c: &mut Criterion) {
     let tables = catalog.classify(&config).expect("classification");
     let specs: Vec<_> = config.principals.iter().map(|p| p.spec.clone()).collect();
     let policies = Policies::load(dir.path(), &specs, &tables, &catalog).expect("policies");
-    let principal = &config.principals[0];
-    for (name, sql) in QUERIES {
+    for (name, who, purpose, sql) in QUERIES {
+        let principal = &config.principals[*who];
         let run = || {
             let oracle = RequestOracle {
                 policies: &policies,
                 principal,
-                purpose: "marketing",
+                purpose,
             };
             analyze(black_box(sql), &catalog, oracle, Dialect::Sqlite)
         };

@@ -248,6 +248,7 @@ impl Policies {
             columns,
             denied,
             row_filter: self.row_filter(&decision.policy_ids, principal),
+            prebuilt: std::sync::OnceLock::new(),
         })
     }
 

@@ -196,6 +196,7 @@ mod tests {
                 columns,
                 denied,
                 row_filter,
+                prebuilt: std::sync::OnceLock::new(),
             }))
         }
     }

@@ -134,6 +134,10 @@ pub struct TableView {
     pub denied: Vec<DeniedColumn>,
     /// `None`: every row.
     pub row_filter: Option<RowFilter>,
+    /// The view's subquery before its row filter is bound, built on first
+    /// use and reused: the view is the same for every query of this
+    /// principal, purpose and table.
+    pub prebuilt: std::sync::OnceLock<Query>,
 }
 
 /// Decides what a principal may see of a table (Cedar, behind a cache).
@@ -954,6 +958,38 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         view: &TableView,
         alias: Ident,
     ) -> Result<TableFactor, AnalysisError> {
+        let mut query = match view.prebuilt.get() {
+            Some(q) => q.clone(),
+            None => {
+                let q = self.build_view(view)?;
+                let _ = view.prebuilt.set(q.clone());
+                q
+            }
+        };
+        if let Some(filter) = &view.row_filter {
+            let _ = sqlparser::ast::visit_relations(&filter.predicate, |name| {
+                if let Some(t) = self.catalog.table(&name.to_string()) {
+                    self.filter_tables.insert(t.name.clone());
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            let bound = self.bind_filter(filter)?;
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                select.selection = Some(bound);
+            }
+        }
+        Ok(TableFactor::Derived {
+            lateral: false,
+            subquery: Box::new(query),
+            alias: Some(TableAlias {
+                name: alias,
+                columns: Vec::new(),
+            }),
+        })
+    }
+
+    /// `SELECT <visible columns, masked> FROM "table"`, the filter added per query.
+    fn build_view(&self, view: &TableView) -> Result<Query, AnalysisError> {
         let mut query = skeleton()?;
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(unsupported("internal: view skeleton"));
@@ -986,26 +1022,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         {
             *name = ObjectName::from(vec![Ident::with_quote('"', view.table.clone())]);
         }
-        select.selection = match &view.row_filter {
-            Some(filter) => {
-                let _ = sqlparser::ast::visit_relations(&filter.predicate, |name| {
-                    if let Some(t) = self.catalog.table(&name.to_string()) {
-                        self.filter_tables.insert(t.name.clone());
-                    }
-                    std::ops::ControlFlow::<()>::Continue(())
-                });
-                Some(self.bind_filter(filter)?)
-            }
-            None => None,
-        };
-        Ok(TableFactor::Derived {
-            lateral: false,
-            subquery: Box::new(query),
-            alias: Some(TableAlias {
-                name: alias,
-                columns: Vec::new(),
-            }),
-        })
+        Ok(query)
     }
 
     /// Replaces `principal.ATTR` in a row filter by numbered placeholders
