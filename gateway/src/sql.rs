@@ -536,6 +536,54 @@ mod tests {
         }
     }
 
+    /// A mask the database cannot compute (a pseudonym on PostgreSQL: the key
+    /// never goes to the database) is applied to results, so the raw value
+    /// flows through the view: only a direct projection may use it.
+    #[test]
+    fn masks_outside_sql_allow_direct_projection_only() {
+        let policy = Policy {
+            masks: BTreeMap::from([("orders.customer_id", Mask::Pseudonym)]),
+            ..Policy::default()
+        };
+        let pg = |sql: &str| analyze(sql, &catalog(), &policy, Dialect::Postgres);
+        let q = pg("SELECT customer_id, total FROM orders").unwrap();
+        assert!(
+            q.sql
+                .contains("SELECT \"id\", \"customer_id\", \"total\" FROM"),
+            "raw in the view: {}",
+            q.sql
+        );
+        for sql in [
+            "SELECT customer_id FROM orders WHERE customer_id = 42",
+            "SELECT customer_id + 0 FROM orders",
+            "SELECT total FROM orders ORDER BY customer_id",
+            "SELECT count(*) FROM orders GROUP BY customer_id",
+            "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id",
+            "SELECT x FROM (SELECT lower(customer_id) AS x FROM orders)",
+        ] {
+            match pg(sql) {
+                Err(AnalysisError::Denied {
+                    column, message, ..
+                }) => {
+                    assert_eq!(column.as_deref(), Some("customer_id"), "{sql}");
+                    assert!(
+                        message.contains("masked (pseudonym) after the query"),
+                        "{sql}: {message}"
+                    );
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        // In SQLite the pseudonym is computed inside the view: every use is fine.
+        let sqlite = analyze(
+            "SELECT customer_id FROM orders WHERE customer_id = 42",
+            &catalog(),
+            &policy,
+            Dialect::Sqlite,
+        );
+        assert!(sqlite.unwrap().sql.contains("privet_pseudonym"));
+    }
+
     #[test]
     fn deeply_nested_input_is_an_error_not_a_crash() {
         let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
