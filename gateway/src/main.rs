@@ -89,7 +89,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(cli) {
+    // The CLI's own commands (explain, policy test) analyze SQL on this
+    // thread: give it the stack the runtime workers get.
+    let worker = std::thread::Builder::new()
+        .name("privet".into())
+        .stack_size(gateway::sql::ANALYSIS_STACK_BYTES)
+        .spawn(move || run(cli));
+    let result = match worker.map(|w| w.join()) {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(anyhow::anyhow!("the command panicked")),
+        Err(e) => Err(anyhow::anyhow!("cannot start the main thread: {e}")),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -234,6 +245,9 @@ fn serve(
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // SQL analysis recurses over the AST; the operator limit bounds the
+        // depth, and this leaves headroom even for unoptimized builds.
+        .thread_stack_size(gateway::sql::ANALYSIS_STACK_BYTES)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {

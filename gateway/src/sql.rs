@@ -71,6 +71,7 @@ pub fn analyze(
     oracle: impl AccessOracle,
     dialect: Dialect,
 ) -> Result<AnalyzedQuery, AnalysisError> {
+    check_complexity(sql)?;
     let statements = Parser::parse_sql(&SQLiteDialect {}, sql).map_err(|e| {
         AnalysisError::Parse(
             e.to_string()
@@ -93,6 +94,49 @@ pub fn analyze(
         sql: query.to_string(),
         resolved,
     })
+}
+
+/// Operators (and AND/OR) one statement may contain. sqlparser bounds
+/// nesting, but a flat chain `a OR b OR c ...` parses iteratively into an AST
+/// as deep as it is long, and every recursive walk of it (ours, and
+/// sqlparser's clone, print and drop) needs stack in proportion. Counting
+/// tokens first, without recursion, bounds that depth.
+pub const MAX_OPERATORS: usize = 1000;
+
+/// Stack for threads that analyze SQL (runtime workers, the CLI). With
+/// [`MAX_OPERATORS`] it leaves headroom even in unoptimized builds, whose
+/// stack frames are several times larger.
+pub const ANALYSIS_STACK_BYTES: usize = 16 << 20;
+
+fn check_complexity(sql: &str) -> Result<(), AnalysisError> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
+        .tokenize()
+        .map_err(|e| AnalysisError::Parse(e.to_string()))?;
+    let operators = tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT),
+            Token::Whitespace(_)
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::Comma
+            | Token::LParen
+            | Token::RParen
+            | Token::Period
+            | Token::SemiColon
+            | Token::EOF => false,
+            _ => true,
+        })
+        .count();
+    if operators > MAX_OPERATORS {
+        return Err(AnalysisError::Unsupported(format!(
+            "a statement with {operators} operators (the limit is {MAX_OPERATORS}); split the query or use IN (...) lists"
+        )));
+    }
+    Ok(())
 }
 
 /// A short name for a statement's kind, for error messages ("INSERT", "DROP TABLE").
@@ -497,7 +541,7 @@ mod tests {
         assert_eq!(q.resolved.params, ["EU"]);
         assert!(
             q.sql
-                .contains("FROM \"customers\" WHERE (region = ?1)) AS c"),
+                .contains("FROM main.\"customers\" WHERE (region = ?1)) AS c"),
             "{}",
             q.sql
         );
@@ -588,5 +632,64 @@ mod tests {
     fn deeply_nested_input_is_an_error_not_a_crash() {
         let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
         assert!(matches!(refused(&sql), AnalysisError::Parse(_)));
+        // Long flat chains are as deep as they are long once parsed.
+        let chain = format!(
+            "SELECT id FROM customers WHERE {}",
+            vec!["id = 1"; 2000].join(" OR ")
+        );
+        assert!(
+            matches!(refused(&chain), AnalysisError::Unsupported(m) if m.contains("operators"))
+        );
+        let sum = format!("SELECT {}", vec!["1"; 5000].join(" + "));
+        assert!(matches!(refused(&sum), AnalysisError::Unsupported(_)));
+        // Just under the limit is analyzed on a thread of the stack size the
+        // server and the CLI use.
+        let ok = format!(
+            "SELECT id FROM customers WHERE {}",
+            vec!["1"; MAX_OPERATORS].join(" + ")
+        );
+        std::thread::Builder::new()
+            .stack_size(ANALYSIS_STACK_BYTES)
+            .spawn(move || run(&ok, &Policy::default()).map(|q| q.sql.len()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+            .unwrap();
+        // Long IN lists are flat vectors, not deep: fine.
+        let list = format!(
+            "SELECT id FROM customers WHERE id IN ({})",
+            vec!["1"; 20000].join(", ")
+        );
+        run(&list, &Policy::default()).unwrap();
+    }
+
+    #[test]
+    fn a_cte_named_like_a_table_cannot_stand_in_for_it_inside_views() {
+        let policy = Policy {
+            masks: BTreeMap::from([("orders.customer_id", Mask::Pseudonym)]),
+            row_filter: Some((
+                "orders",
+                "customer_id IN (SELECT id FROM customers WHERE region = principal.region)",
+            )),
+            ..Policy::default()
+        };
+        let q = run(
+            "WITH orders AS (SELECT 1 AS id, 42 AS customer_id, 0 AS total), customers AS (SELECT 42 AS id, 'EU' AS region) \
+             SELECT customer_id FROM main.orders",
+            &policy,
+        )
+        .unwrap();
+        assert!(q.sql.contains("FROM main.\"orders\""), "{}", q.sql);
+        assert!(
+            q.sql
+                .contains("SELECT id FROM main.\"customers\" WHERE region = ?1"),
+            "{}",
+            q.sql
+        );
+        assert!(
+            !q.sql.contains("FROM \"orders\"") && !q.sql.contains("FROM customers"),
+            "{}",
+            q.sql
+        );
     }
 }

@@ -446,6 +446,7 @@ fn column_decisions_mask_and_deny_by_category() {
         filters,
         [
             "marketing-read-customers",
+            "marketing-read-orders",
             "support-read-customers",
             "support-read-tickets-and-orders"
         ]

@@ -41,6 +41,17 @@ pub enum Usage {
 }
 
 impl Usage {
+    /// The use of a value that is compared (`=`, `<`, LIKE, IN, BETWEEN...):
+    /// a comparison in the output or a function argument is still a
+    /// predicate; in a join, grouping or ordering it keeps that context.
+    fn compared(self) -> Usage {
+        if self.needs_filter() {
+            self
+        } else {
+            Usage::Predicate
+        }
+    }
+
     /// Uses that compare or sort values, and so need the `filter` permission.
     pub fn needs_filter(self) -> bool {
         matches!(
@@ -1020,7 +1031,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             ..
         }) = select.from.first_mut()
         {
-            *name = ObjectName::from(vec![Ident::with_quote('"', view.table.clone())]);
+            *name = base_table_name(&view.table);
         }
         Ok(query)
     }
@@ -1029,6 +1040,14 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
     /// whose values go to `params`: attribute values are bound, never spliced.
     fn bind_filter(&mut self, filter: &RowFilter) -> Result<Expr, AnalysisError> {
         let mut predicate = filter.predicate.clone();
+        // Tables in row-filter subqueries are named `main."t"` too: a caller's
+        // CTE named like the table must not stand in for it.
+        let _ = sqlparser::ast::visit_relations_mut(&mut predicate, |name| {
+            if let Some(t) = self.catalog.table(&name.to_string()) {
+                *name = base_table_name(&t.name);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
         let mut missing = None;
         let _ = visit_expressions_mut(&mut predicate, |e| {
             if let Expr::CompoundIdentifier(parts) = e {
@@ -1084,6 +1103,9 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 self.expr($x, scope, ctes, usage, in_function, aliases)?
             };
         }
+        // Only the arms that long chains recurse through live here, so each
+        // level of `a OR b OR ...` costs a small stack frame even in
+        // unoptimized builds; everything else is in `expr_other`.
         let lineage = match e {
             Expr::Identifier(ident) => {
                 let lineage = lookup(scope, std::slice::from_ref(ident), aliases)?;
@@ -1104,11 +1126,39 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             Expr::TypedString(_) => Lineage::default(),
             Expr::Nested(inner) => sub!(inner),
             Expr::UnaryOp { expr, .. } => sub!(expr).derived(),
-            Expr::BinaryOp { left, right, .. } => {
-                let mut l = sub!(left);
-                l.merge(sub!(right));
+            Expr::BinaryOp { left, op, right } => {
+                // A comparison reveals an order or an equality: it is a
+                // predicate use wherever it appears (SELECT list, iif(), ...).
+                let usage = if is_comparison(op) {
+                    usage.compared()
+                } else {
+                    usage
+                };
+                let mut l = self.expr(left, scope, ctes, usage, in_function, aliases)?;
+                l.merge(self.expr(right, scope, ctes, usage, in_function, aliases)?);
                 l
             }
+            _ => return self.expr_other(e, scope, ctes, usage, in_function, aliases),
+        };
+        Ok(lineage)
+    }
+
+    #[inline(never)]
+    fn expr_other(
+        &mut self,
+        e: &mut Expr,
+        scope: &Scope<'_>,
+        ctes: &Ctes,
+        usage: Usage,
+        in_function: bool,
+        aliases: AliasRule,
+    ) -> Result<Lineage, AnalysisError> {
+        macro_rules! sub {
+            ($x:expr) => {
+                self.expr($x, scope, ctes, usage, in_function, aliases)?
+            };
+        }
+        let lineage = match e {
             Expr::IsNull(x)
             | Expr::IsNotNull(x)
             | Expr::IsTrue(x)
@@ -1118,8 +1168,8 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             | Expr::IsUnknown(x)
             | Expr::IsNotUnknown(x) => sub!(x).derived(),
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
-                let mut l = sub!(a);
-                l.merge(sub!(b));
+                let mut l = self.expr(a, scope, ctes, usage.compared(), in_function, aliases)?;
+                l.merge(self.expr(b, scope, ctes, usage.compared(), in_function, aliases)?);
                 l
             }
             Expr::InList { expr, list, .. } => {
@@ -1165,7 +1215,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             } => {
                 let mut l = Lineage::default();
                 if let Some(op) = operand {
-                    l.merge(self.expr(op, scope, ctes, Usage::Predicate, in_function, aliases)?);
+                    l.merge(self.expr(op, scope, ctes, usage.compared(), in_function, aliases)?);
                 }
                 for when in conditions {
                     l.merge(self.expr(
@@ -1238,10 +1288,12 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 Lineage::default()
             }
             Expr::InSubquery { expr, subquery, .. } => {
-                let mut l = sub!(expr).derived();
+                let mut l = self
+                    .expr(expr, scope, ctes, usage.compared(), in_function, aliases)?
+                    .derived();
                 let outputs = self.query(subquery, ctes, Some(scope))?;
                 for (_, o) in outputs {
-                    self.record(&o, usage, in_function);
+                    self.record(&o, usage.compared(), in_function);
                     l.merge(o);
                 }
                 l
@@ -1330,6 +1382,14 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         }
         Ok(l.derived())
     }
+}
+
+fn is_comparison(op: &sqlparser::ast::BinaryOperator) -> bool {
+    use sqlparser::ast::BinaryOperator as B;
+    matches!(
+        op,
+        B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship
+    )
 }
 
 fn frame_is_simple(frame: &sqlparser::ast::WindowFrame) -> bool {
@@ -1512,6 +1572,17 @@ fn usage_phrase(u: Usage) -> &'static str {
         Usage::Projection => "the output",
         Usage::FunctionArg => "a function",
     }
+}
+
+/// `main."table"`: the base table itself. Schema-qualified, because a bare
+/// name inside the rewritten statement would resolve to a caller's CTE of
+/// the same name (CTE names shadow tables), letting the caller substitute
+/// rows of its own under a view's masks and filters.
+fn base_table_name(table: &str) -> ObjectName {
+    ObjectName::from(vec![
+        Ident::new("main"),
+        Ident::with_quote('"', table.to_string()),
+    ])
 }
 
 /// `SELECT 1 FROM t`: the skeleton of a policy view, filled in as AST.
