@@ -10,9 +10,13 @@
 mod functions;
 pub mod resolve;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use sqlparser::ast::Statement;
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 pub use functions::is_allowed as function_allowed;
 pub use resolve::{
@@ -71,17 +75,10 @@ pub fn analyze(
     oracle: impl AccessOracle,
     dialect: Dialect,
 ) -> Result<AnalyzedQuery, AnalysisError> {
-    check_complexity(sql)?;
-    let statements = Parser::parse_sql(&SQLiteDialect {}, sql).map_err(|e| {
-        AnalysisError::Parse(
-            e.to_string()
-                .trim_start_matches("sql parser error: ")
-                .to_string(),
-        )
-    })?;
+    let statements = parse_cached(sql)?;
     let statement = match statements.len() {
         0 => return Err(AnalysisError::Empty),
-        1 => statements.into_iter().next().ok_or(AnalysisError::Empty)?,
+        1 => statements[0].clone(),
         n => return Err(AnalysisError::MultipleStatements(n)),
     };
     let Statement::Query(mut query) = statement else {
@@ -96,6 +93,72 @@ pub fn analyze(
     })
 }
 
+/// Parsed statements by exact SQL text. Services send the same statements
+/// again and again, and parsing is the largest cost of analysis (sqlparser
+/// takes ~40 µs for a 3-way join with GROUP BY). Only the parser's output is
+/// cached, never a decision or a rewrite: every request still resolves and
+/// authorizes its own clone. Bounded: cleared when full; long texts skipped.
+struct ParseCache {
+    entries: Mutex<HashMap<String, Arc<Vec<Statement>>>>,
+}
+
+const PARSE_CACHE_ENTRIES: usize = 1024;
+const PARSE_CACHE_MAX_SQL: usize = 8 * 1024;
+
+static PARSE_CACHE: OnceLock<ParseCache> = OnceLock::new();
+
+fn parse_cached(sql: &str) -> Result<Arc<Vec<Statement>>, AnalysisError> {
+    let cache = PARSE_CACHE.get_or_init(|| ParseCache {
+        entries: Mutex::new(HashMap::new()),
+    });
+    if let Some(hit) = cache
+        .entries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(sql)
+    {
+        return Ok(Arc::clone(hit));
+    }
+    let parsed = Arc::new(parse(sql)?);
+    if sql.len() <= PARSE_CACHE_MAX_SQL {
+        let mut entries = cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= PARSE_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(sql.to_string(), Arc::clone(&parsed));
+    }
+    Ok(parsed)
+}
+
+/// Empties the parse cache (benchmarks measure the uncached path with it).
+pub fn clear_parse_cache() {
+    if let Some(cache) = PARSE_CACHE.get() {
+        cache
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// Tokenizes once, bounds the operator count, and parses the same tokens.
+fn parse(sql: &str) -> Result<Vec<Statement>, AnalysisError> {
+    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| AnalysisError::Parse(e.to_string()))?;
+    check_complexity(&tokens)?;
+    Parser::new(&SQLiteDialect {})
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| {
+            AnalysisError::Parse(
+                e.to_string()
+                    .trim_start_matches("sql parser error: ")
+                    .to_string(),
+            )
+        })
+}
+
 /// Operators (and AND/OR) one statement may contain. sqlparser bounds
 /// nesting, but a flat chain `a OR b OR c ...` parses iteratively into an AST
 /// as deep as it is long, and every recursive walk of it (ours, and
@@ -108,15 +171,11 @@ pub const MAX_OPERATORS: usize = 1000;
 /// stack frames are several times larger.
 pub const ANALYSIS_STACK_BYTES: usize = 16 << 20;
 
-fn check_complexity(sql: &str) -> Result<(), AnalysisError> {
+fn check_complexity(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
     use sqlparser::keywords::Keyword;
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
-        .tokenize()
-        .map_err(|e| AnalysisError::Parse(e.to_string()))?;
     let operators = tokens
         .iter()
-        .filter(|t| match t {
+        .filter(|t| match &t.token {
             Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT),
             Token::Whitespace(_)
             | Token::Number(..)
@@ -626,6 +685,37 @@ mod tests {
             Dialect::Sqlite,
         );
         assert!(sqlite.unwrap().sql.contains("privet_pseudonym"));
+    }
+
+    /// The parse cache holds parser output only: the same text analyzed for
+    /// two principals gets each principal's own views.
+    #[test]
+    fn the_parse_cache_never_carries_decisions() {
+        let sql = "SELECT id, email FROM customers WHERE id < 100";
+        let plain = run(sql, &Policy::default()).unwrap();
+        let masked = run(
+            sql,
+            &Policy {
+                masks: BTreeMap::from([("customers.email", Mask::EmailPartial)]),
+                ..Policy::default()
+            },
+        )
+        .unwrap();
+        let forbidden = run(
+            sql,
+            &Policy {
+                forbidden_tables: BTreeSet::from(["customers"]),
+                ..Policy::default()
+            },
+        );
+        assert!(!plain.sql.contains("***"), "{}", plain.sql);
+        assert!(masked.sql.contains("***"), "{}", masked.sql);
+        assert!(matches!(forbidden, Err(AnalysisError::Denied { .. })));
+        assert!(
+            run("SELECT 1; SELECT 2", &Policy::default()).is_err(),
+            "errors are not cached as success"
+        );
+        assert!(run("SELECT 1; SELECT 2", &Policy::default()).is_err());
     }
 
     #[test]
