@@ -121,15 +121,23 @@ fn bench(c: &mut Criterion) {
             let oracle = RequestOracle {
                 policies: &policies,
                 principal,
-                purpose,
+                context: policies::RequestContext::local(purpose),
             };
             analyze(black_box(sql), &catalog, oracle, Dialect::Sqlite)
         };
         if let Err(e) = run() {
             panic!("{name}: {e}");
         }
+        // Services repeat statements: the parse cache serves the text.
         c.bench_function(&format!("analyze_authorize_rewrite/{name}"), |b| {
             b.iter(run)
+        });
+        // A statement seen for the first time: parsed too.
+        c.bench_function(&format!("analyze_authorize_rewrite/{name}/uncached"), |b| {
+            b.iter(|| {
+                gateway::sql::clear_parse_cache();
+                run()
+            })
         });
     }
 }

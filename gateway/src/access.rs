@@ -34,7 +34,13 @@ const MASK_STRICTNESS: [Mask; 8] = [
     Mask::YearOnly,
 ];
 
-type CacheKey = (String, String, String);
+/// Everything a decision depends on: the principal, the whole Cedar
+/// context, and the table.
+type CacheKey = (String, String, u8, std::net::IpAddr, u8, String);
+
+/// Decisions cached at most; the cache is emptied when full (source
+/// addresses and hours make the key space open-ended).
+const CACHE_ENTRIES: usize = 4096;
 
 /// A loaded, validated policy set with its parsed annotations.
 pub struct Policies {
@@ -117,16 +123,19 @@ impl Policies {
         &self.engine
     }
 
-    /// The policy view of `table` for `principal` and `purpose`.
+    /// The policy view of `table` for `principal` in context `ctx`.
     pub fn view(
         &self,
         principal: &PrincipalConfig,
-        purpose: &str,
+        ctx: RequestContext<'_>,
         table: &TableInfo,
     ) -> Result<Arc<TableView>, AnalysisError> {
         let key = (
             principal.spec.name.clone(),
-            purpose.to_string(),
+            ctx.purpose.to_string(),
+            ctx.hour,
+            ctx.source_ip,
+            ctx.anomaly_score,
             table.name.clone(),
         );
         if let Some(view) = self
@@ -137,11 +146,12 @@ impl Policies {
         {
             return Ok(Arc::clone(view));
         }
-        let view = Arc::new(self.decide(principal, purpose, table)?);
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, Arc::clone(&view));
+        let view = Arc::new(self.decide(principal, ctx, table)?);
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, Arc::clone(&view));
         Ok(view)
     }
 
@@ -150,10 +160,10 @@ impl Policies {
         who: &str,
         action: Action,
         resource: Resource<'_>,
-        purpose: &str,
+        ctx: RequestContext<'_>,
     ) -> Result<Decision, AnalysisError> {
         self.engine
-            .authorize(who, action, resource, RequestContext { purpose })
+            .authorize(who, action, resource, ctx)
             .map_err(|e| AnalysisError::Denied {
                 table: String::new(),
                 column: None,
@@ -165,12 +175,13 @@ impl Policies {
     fn decide(
         &self,
         principal: &PrincipalConfig,
-        purpose: &str,
+        ctx: RequestContext<'_>,
         table: &TableInfo,
     ) -> Result<TableView, AnalysisError> {
         let who = principal.spec.name.as_str();
+        let purpose = ctx.purpose;
         let t = table.name.as_str();
-        let decision = self.authorize(who, Action::Read, Resource::Table(t), purpose)?;
+        let decision = self.authorize(who, Action::Read, Resource::Table(t), ctx)?;
         if !decision.allowed {
             return Err(AnalysisError::Denied {
                 table: t.to_string(),
@@ -189,7 +200,7 @@ impl Policies {
                 table: t,
                 column: &column.name,
             };
-            let read = self.authorize(who, Action::Read, resource, purpose)?;
+            let read = self.authorize(who, Action::Read, resource, ctx)?;
             if read.allowed {
                 columns.push(ViewColumn {
                     name: column.name.clone(),
@@ -200,7 +211,7 @@ impl Policies {
                 });
                 continue;
             }
-            let masked = self.authorize(who, Action::ReadMasked, resource, purpose)?;
+            let masked = self.authorize(who, Action::ReadMasked, resource, ctx)?;
             if masked.allowed {
                 // A read_masked permit without @mask shows nothing: fail closed.
                 let mask = masked
@@ -210,7 +221,7 @@ impl Policies {
                     .min_by_key(|m| MASK_STRICTNESS.iter().position(|s| s == *m))
                     .copied()
                     .unwrap_or(Mask::Redact);
-                let filter = self.authorize(who, Action::Filter, resource, purpose)?;
+                let filter = self.authorize(who, Action::Filter, resource, ctx)?;
                 let domain = self
                     .domains
                     .get(&(t.to_string(), column.name.to_ascii_lowercase()))
@@ -370,11 +381,11 @@ fn check_filter_subquery(q: &Query, catalog: &Catalog) -> Result<(), String> {
 pub struct RequestOracle<'a> {
     pub policies: &'a Policies,
     pub principal: &'a PrincipalConfig,
-    pub purpose: &'a str,
+    pub context: RequestContext<'a>,
 }
 
 impl AccessOracle for RequestOracle<'_> {
     fn view(&mut self, table: &TableInfo) -> Result<Arc<TableView>, AnalysisError> {
-        self.policies.view(self.principal, self.purpose, table)
+        self.policies.view(self.principal, self.context, table)
     }
 }

@@ -3,6 +3,7 @@
 //! it, the masks and row filters, the lineage of each output, and the
 //! rewritten SQL — without running it.
 
+use policies::RequestContext;
 use serde::Serialize;
 
 use crate::config::PrincipalConfig;
@@ -119,12 +120,12 @@ fn explain_table(view: &TableView) -> ExplainedTable {
 pub(crate) fn explain(
     gateway: &Gateway,
     principal: &PrincipalConfig,
-    purpose: &str,
+    ctx: RequestContext<'_>,
     analyzed: Result<AnalyzedQuery, RequestError>,
 ) -> Explanation {
     let mut explanation = Explanation {
         principal: principal.spec.name.clone(),
-        purpose: purpose.to_string(),
+        purpose: ctx.purpose.to_string(),
         allowed: false,
         error: None,
         tables: Vec::new(),
@@ -164,7 +165,7 @@ pub(crate) fn explain(
             // Show the view of the table the refusal concerns, when the
             // table itself may be read: that is usually the "why".
             if let Some(info) = e.table.as_deref().and_then(|t| gateway.catalog().table(t)) {
-                if let Ok(view) = gateway.policies().view(principal, purpose, info) {
+                if let Ok(view) = gateway.policies().view(principal, ctx, info) {
                     explanation.tables.push(explain_table(&view));
                 }
             }

@@ -175,7 +175,7 @@ async fn handle(
                 _ => Endpoint::ReloadPolicies,
             };
             let started = Instant::now();
-            let (principal, result) = query(state, req, &request_id, endpoint).await;
+            let (principal, result) = query(state, req, &request_id, endpoint, peer).await;
             let principal = principal.as_deref().unwrap_or("anonymous");
             let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
             let elapsed = started.elapsed();
@@ -228,6 +228,7 @@ async fn query(
     req: Request<Incoming>,
     request_id: &str,
     endpoint: Endpoint,
+    peer: SocketAddr,
 ) -> (Option<String>, Result<serde_json::Value, RequestError>) {
     let (parts, body) = req.into_parts();
     // Read (bounded) before anything else, so every refusal is a clean
@@ -241,7 +242,7 @@ async fn query(
         Err(e) => return (None, Err(e)),
     };
     let name = principal.spec.name.clone();
-    let result = run_query(state, &principal, &body, request_id, endpoint).await;
+    let result = run_query(state, &principal, &body, request_id, endpoint, peer).await;
     (Some(name), result)
 }
 
@@ -251,6 +252,7 @@ async fn run_query(
     body: &[u8],
     request_id: &str,
     endpoint: Endpoint,
+    peer: SocketAddr,
 ) -> Result<serde_json::Value, RequestError> {
     let bad = |m: String| RequestError::new(ErrorCode::BadRequest, m);
     let text = std::str::from_utf8(body)
@@ -269,7 +271,8 @@ async fn run_query(
         ))
     })?;
     if endpoint == Endpoint::ReloadPolicies {
-        state.gateway.authorize_admin(principal, &purpose)?;
+        let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+        state.gateway.authorize_admin(principal, ctx)?;
         let reloaded = state.gateway.reload_policies().map_err(|e| {
             RequestError::new(
                 ErrorCode::PolicyInvalid,
@@ -284,13 +287,17 @@ async fn run_query(
         bad("missing field `sql`: send {\"sql\": \"SELECT ...\", \"purpose\": \"...\"}".into())
     })?;
     if endpoint == Endpoint::Explain {
-        let mut explanation =
-            serde_json::to_value(state.gateway.explain(principal, &purpose, &sql))
-                .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+        let mut explanation = serde_json::to_value(state.gateway.explain(
+            principal,
+            crate::pipeline::request_context(&purpose, peer.ip()),
+            &sql,
+        ))
+        .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
         explanation["request_id"] = json!(request_id);
         return Ok(explanation);
     }
-    let result = state.gateway.query(principal, &purpose, &sql).await?;
+    let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+    let result = state.gateway.query(principal, ctx, &sql).await?;
     Ok(json!({
         "request_id": request_id,
         "columns": result.columns,

@@ -137,7 +137,10 @@ fn run(cli: Cli) -> Result<bool> {
             let principal = gateway
                 .principal(&principal)
                 .with_context(|| format!("no principal `{principal}` in the config"))?;
-            let explanation = gateway.explain(&principal, &purpose, &sql);
+            // As if asked from this machine, now.
+            let ctx =
+                gateway::pipeline::request_context(&purpose, std::net::Ipv4Addr::LOCALHOST.into());
+            let explanation = gateway.explain(&principal, ctx, &sql);
             let text =
                 serde_json::to_string_pretty(&explanation).context("rendering the explanation")?;
             println!("{text}");

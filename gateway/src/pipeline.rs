@@ -63,6 +63,20 @@ pub struct Gateway {
     backend: SqliteBackend,
 }
 
+/// The Cedar context of a request arriving now from `source`. The anomaly
+/// score is 0 until the detector exists.
+pub fn request_context(purpose: &str, source: std::net::IpAddr) -> RequestContext<'_> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    RequestContext {
+        purpose,
+        hour: u8::try_from(seconds / 3600 % 24).unwrap_or(0),
+        source_ip: source,
+        anomaly_score: 0,
+    }
+}
+
 /// Loads the policies of `dir` against the config's principals and the
 /// database's tables. One loader for startup, reload and `policy validate`.
 fn load_policies(
@@ -180,18 +194,14 @@ impl Gateway {
     pub fn authorize_admin(
         &self,
         principal: &PrincipalConfig,
-        purpose: &str,
+        ctx: RequestContext<'_>,
     ) -> Result<(), RequestError> {
+        let purpose = ctx.purpose;
         Self::check_purpose(principal, purpose)?;
         let policies = self.policies();
         let decision = policies
             .engine()
-            .authorize(
-                &principal.spec.name,
-                Action::Admin,
-                Resource::Gateway,
-                RequestContext { purpose },
-            )
+            .authorize(&principal.spec.name, Action::Admin, Resource::Gateway, ctx)
             .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
         if decision.allowed {
             return Ok(());
@@ -226,15 +236,15 @@ impl Gateway {
     fn analyze(
         &self,
         principal: &PrincipalConfig,
-        purpose: &str,
+        ctx: RequestContext<'_>,
         sql_text: &str,
     ) -> Result<sql::AnalyzedQuery, RequestError> {
-        Self::check_purpose(principal, purpose)?;
+        Self::check_purpose(principal, ctx.purpose)?;
         let policies = self.policies();
         let oracle = RequestOracle {
             policies: &policies,
             principal,
-            purpose,
+            context: ctx,
         };
         Ok(sql::analyze(
             sql_text,
@@ -248,15 +258,10 @@ impl Gateway {
     pub fn explain(
         &self,
         principal: &PrincipalConfig,
-        purpose: &str,
+        ctx: RequestContext<'_>,
         sql_text: &str,
     ) -> crate::explain::Explanation {
-        crate::explain::explain(
-            self,
-            principal,
-            purpose,
-            self.analyze(principal, purpose, sql_text),
-        )
+        crate::explain::explain(self, principal, ctx, self.analyze(principal, ctx, sql_text))
     }
 
     /// A configured principal by name.
@@ -268,14 +273,14 @@ impl Gateway {
         &self.catalog
     }
 
-    /// Runs one governed query for `principal` and `purpose`.
+    /// Runs one governed query for `principal` in context `ctx`.
     pub async fn query(
         &self,
         principal: &PrincipalConfig,
-        purpose: &str,
+        ctx: RequestContext<'_>,
         sql_text: &str,
     ) -> Result<QueryResult, RequestError> {
-        let analyzed = self.analyze(principal, purpose, sql_text)?;
+        let analyzed = self.analyze(principal, ctx, sql_text)?;
         let limits = QueryLimits {
             max_rows: self.config.limits.max_rows,
             timeout: self.config.limits.statement_timeout,

@@ -63,7 +63,8 @@ pub fn run_case(gateway: &Gateway, case: &TestCase) -> Option<String> {
     let Some(principal) = gateway.principal(&case.principal) else {
         return Some(format!("unknown principal `{}`", case.principal));
     };
-    let e = gateway.explain(&principal, &case.purpose, &case.sql);
+    let ctx = policies::RequestContext::local(&case.purpose);
+    let e = gateway.explain(&principal, ctx, &case.sql);
     let mut failures = Vec::new();
     match (case.expect, &e.error) {
         (Expect::Allowed, Some(err)) => failures.push(format!(

@@ -44,9 +44,7 @@ fn engine() -> PolicyEngine {
 
 fn bench(c: &mut Criterion) {
     let engine = engine();
-    let ctx = RequestContext {
-        purpose: "recommendation",
-    };
+    let ctx = RequestContext::local("recommendation");
     c.bench_function("authorize/table_allow", |b| {
         b.iter(|| {
             engine.authorize(

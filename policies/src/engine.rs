@@ -298,10 +298,24 @@ impl PolicyEngine {
             Resource::Gateway => uid("Privet::Gateway", "gateway")?,
         };
         let action_uid = uid("Privet::Action", action.as_str())?;
-        let context = Context::from_pairs([(
-            "purpose".to_string(),
-            RestrictedExpression::new_string(context.purpose.to_string()),
-        )])
+        let context = Context::from_pairs([
+            (
+                "purpose".to_string(),
+                RestrictedExpression::new_string(context.purpose.to_string()),
+            ),
+            (
+                "hour".to_string(),
+                RestrictedExpression::new_long(i64::from(context.hour)),
+            ),
+            (
+                "source_ip".to_string(),
+                RestrictedExpression::new_ip(context.source_ip.to_string()),
+            ),
+            (
+                "anomaly_score".to_string(),
+                RestrictedExpression::new_long(i64::from(context.anomaly_score)),
+            ),
+        ])
         .map_err(|e| PolicyError::Request {
             message: e.to_string(),
         })?;

@@ -175,9 +175,27 @@ impl fmt::Display for Resource<'_> {
 }
 
 /// The request context passed to Cedar as `context`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestContext<'a> {
     pub purpose: &'a str,
+    /// Hour of day, UTC, 0-23.
+    pub hour: u8,
+    pub source_ip: std::net::IpAddr,
+    /// 0 (normal) to 100.
+    pub anomaly_score: u8,
+}
+
+impl<'a> RequestContext<'a> {
+    /// A request from this machine at noon UTC with no anomaly: for tools
+    /// that ask "what would happen" and for tests.
+    pub fn local(purpose: &'a str) -> RequestContext<'a> {
+        RequestContext {
+            purpose,
+            hour: 12,
+            source_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            anomaly_score: 0,
+        }
+    }
 }
 
 /// An authorization decision and the policies that made it.

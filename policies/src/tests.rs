@@ -89,7 +89,7 @@ fn read(engine: &PolicyEngine, who: &str, table: &str, purpose: &str) -> Decisio
             who,
             Action::Read,
             Resource::Table(table),
-            RequestContext { purpose },
+            RequestContext::local(purpose),
         )
         .expect("authorize")
 }
@@ -183,9 +183,7 @@ fn columns_inherit_table_permits() {
             "recs-service",
             Action::Read,
             column,
-            RequestContext {
-                purpose: "recommendation",
-            },
+            RequestContext::local("recommendation"),
         )
         .unwrap();
     assert!(d.allowed);
@@ -198,9 +196,7 @@ fn columns_inherit_table_permits() {
             "recs-service",
             Action::Read,
             column,
-            RequestContext {
-                purpose: "recommendation",
-            },
+            RequestContext::local("recommendation"),
         )
         .unwrap();
     assert!(!d.allowed);
@@ -317,7 +313,7 @@ fn read_dir_loads_cedar_files_in_order_and_refuses_an_empty_dir() {
 #[test]
 fn column_decisions_mask_and_deny_by_category() {
     let engine = engine();
-    let ctx = |purpose| RequestContext { purpose };
+    let ctx = |purpose| RequestContext::local(purpose);
     let col = |table, column| Resource::Column { table, column };
     let decide = |who: &str, action, table, column, purpose| {
         engine
@@ -450,5 +446,52 @@ fn column_decisions_mask_and_deny_by_category() {
             "support-read-customers",
             "support-read-tickets-and-orders"
         ]
+    );
+}
+
+#[test]
+fn policies_can_use_hour_source_address_and_anomaly_score() {
+    let text = r#"
+@id("office-hours-from-the-office")
+permit(principal == Privet::Service::"recs-service", action == Privet::Action::"read", resource)
+when {
+  context.hour >= 8 && context.hour < 18 &&
+  context.source_ip.isInRange(ip("10.0.0.0/8"))
+};
+
+@id("block-anomalous")
+forbid(principal, action, resource) when { context.anomaly_score > 50 };
+"#;
+    let engine = PolicyEngine::load(
+        &[source("ctx.cedar", text)],
+        &demo_principals(),
+        &demo_tables(),
+    )
+    .unwrap();
+    let ask = |hour, ip: &str, anomaly_score| {
+        let ctx = RequestContext {
+            purpose: "recommendation",
+            hour,
+            source_ip: ip.parse().unwrap(),
+            anomaly_score,
+        };
+        engine
+            .authorize("recs-service", Action::Read, Resource::Table("events"), ctx)
+            .unwrap()
+    };
+    assert!(ask(9, "10.1.2.3", 0).allowed);
+    assert!(!ask(20, "10.1.2.3", 0).allowed, "off hours");
+    assert!(
+        !ask(9, "192.168.1.5", 0).allowed,
+        "outside the office network"
+    );
+    let anomalous = ask(9, "10.1.2.3", 80);
+    assert_eq!(
+        (anomalous.allowed, anomalous.policy_ids),
+        (false, vec!["block-anomalous".to_string()])
+    );
+    assert!(
+        ask(9, "::1", 0).policy_ids.is_empty(),
+        "IPv6 sources work too"
     );
 }
