@@ -1,9 +1,9 @@
-//! SQL analysis: parse exactly one read-only statement and resolve every
-//! table it reads against the catalog. Anything not understood is refused,
-//! never passed through.
+//! SQL analysis: parse exactly one read-only statement, resolve every name
+//! through its scopes, and rewrite every base table into its policy view
+//! ([`resolve`]). Anything not understood is refused, never passed through.
 //!
-//! What runs on the backend is the statement re-serialized from the AST, not
-//! the client's text, so the backend executes exactly what was analyzed
+//! What runs on the backend is the rewritten AST, serialized, never the
+//! client's text, so the backend executes exactly what was analyzed
 //! (comment and whitespace tricks that parse differently there cannot
 //! smuggle anything past).
 
