@@ -9,59 +9,25 @@ use gateway::access::{Policies, RequestOracle};
 use gateway::catalog::{Catalog, ColumnInfo, TableInfo};
 use gateway::config::Config;
 use gateway::masks::Dialect;
+use gateway::seed::DemoTable;
 use gateway::sql::analyze;
 
+/// The demo schema, from the seeder's own table definitions.
 fn catalog() -> Catalog {
-    let table = |name: &str, columns: &[&str]| TableInfo {
-        name: name.to_string(),
-        columns: columns
-            .iter()
-            .map(|c| ColumnInfo {
-                name: c.to_string(),
-                decl_type: "TEXT".to_string(),
-                primary_key: *c == "id",
-            })
-            .collect(),
-    };
-    Catalog::new([
-        table(
-            "customers",
-            &[
-                "id",
-                "email",
-                "full_name",
-                "phone",
-                "birth_date",
-                "gender",
-                "zip",
-                "city",
-                "country",
-                "region",
-                "created_at",
-                "marketing_opt_in",
-            ],
-        ),
-        table(
-            "orders",
-            &[
-                "id",
-                "customer_id",
-                "created_at",
-                "status",
-                "total_cents",
-                "shipping_address",
-                "shipping_zip",
-            ],
-        ),
-        table(
-            "order_items",
-            &["order_id", "product_id", "quantity", "unit_price_cents"],
-        ),
-        table(
-            "products",
-            &["id", "sku", "name", "category", "brand", "price_cents"],
-        ),
-    ])
+    Catalog::new(DemoTable::ALL.iter().map(|t| {
+        TableInfo {
+            name: t.name().to_string(),
+            columns: t
+                .columns()
+                .iter()
+                .map(|c| ColumnInfo {
+                    name: c.to_string(),
+                    decl_type: "TEXT".to_string(),
+                    primary_key: *c == "id",
+                })
+                .collect(),
+        }
+    }))
 }
 
 const CONFIG: &str = r#"
