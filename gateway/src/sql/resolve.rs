@@ -1125,8 +1125,12 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             }
             Expr::TypedString(_) => Lineage::default(),
             Expr::Nested(inner) => sub!(inner),
-            Expr::UnaryOp { expr, .. } => sub!(expr).derived(),
+            Expr::UnaryOp { expr, op } => {
+                check_unary(op)?;
+                sub!(expr).derived()
+            }
             Expr::BinaryOp { left, op, right } => {
+                check_binary(op)?;
                 // A comparison reveals an order or an equality: it is a
                 // predicate use wherever it appears (SELECT list, iif(), ...).
                 let usage = if is_comparison(op) {
@@ -1381,6 +1385,45 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             }
         }
         Ok(l.derived())
+    }
+}
+
+/// Operators a query may use: arithmetic, comparison, logic, concatenation,
+/// bitwise. Others (JSON `->` / `->>`, dialect extensions) are refused, as
+/// the functions they stand for are.
+#[inline(never)]
+fn check_binary(op: &sqlparser::ast::BinaryOperator) -> Result<(), AnalysisError> {
+    use sqlparser::ast::BinaryOperator as B;
+    match op {
+        B::Plus
+        | B::Minus
+        | B::Multiply
+        | B::Divide
+        | B::Modulo
+        | B::StringConcat
+        | B::Gt
+        | B::Lt
+        | B::GtEq
+        | B::LtEq
+        | B::Spaceship
+        | B::Eq
+        | B::NotEq
+        | B::And
+        | B::Or
+        | B::BitwiseOr
+        | B::BitwiseAnd
+        | B::PGBitwiseShiftLeft
+        | B::PGBitwiseShiftRight => Ok(()),
+        other => Err(unsupported(format!("the operator `{other}`"))),
+    }
+}
+
+#[inline(never)]
+fn check_unary(op: &sqlparser::ast::UnaryOperator) -> Result<(), AnalysisError> {
+    use sqlparser::ast::UnaryOperator as U;
+    match op {
+        U::Plus | U::Minus | U::Not | U::PGBitwiseNot => Ok(()),
+        other => Err(unsupported(format!("the operator `{other}`"))),
     }
 }
 
