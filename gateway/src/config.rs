@@ -63,6 +63,8 @@ pub struct Limits {
     pub pool_wait: Duration,
     /// Concurrent HTTP connections; more wait in the listen backlog.
     pub max_connections: usize,
+    /// A request body must arrive within this time (408 `request_timeout`).
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -73,6 +75,7 @@ impl Default for Limits {
             pool_size: 8,
             pool_wait: Duration::from_secs(5),
             max_connections: 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -137,6 +140,7 @@ struct RawLimits {
     pool_size: Option<Spanned<u64>>,
     pool_wait_ms: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
+    body_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -413,6 +417,9 @@ fn parse_limits(src: &Source<'_>, raw: &RawLimits) -> Result<Limits, ConfigError
     }
     if let Some(v) = check(&raw.max_connections, "max_connections", 1, 1_000_000)? {
         limits.max_connections = to_usize(v);
+    }
+    if let Some(v) = check(&raw.body_timeout_ms, "body_timeout_ms", 1, 600_000)? {
+        limits.body_timeout = Duration::from_millis(v);
     }
     Ok(limits)
 }

@@ -233,7 +233,19 @@ async fn query(
     let (parts, body) = req.into_parts();
     // Read (bounded) before anything else, so every refusal is a clean
     // response rather than a reset connection with the body unread.
-    let body = match read_body(body, &parts.headers).await {
+    // Slow senders must not hold connection slots.
+    let body_timeout = state.gateway.config().limits.body_timeout;
+    let body = match tokio::time::timeout(body_timeout, read_body(body, &parts.headers))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RequestError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    body_timeout.as_millis()
+                ),
+            ))
+        }) {
         Ok(body) => body,
         Err(e) => return (None, Err(e)),
     };
@@ -417,7 +429,7 @@ fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes
         ErrorCode::BackendBusy | ErrorCode::BackendUnavailable => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        ErrorCode::PayloadTooLarge => {
+        ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout => {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}

@@ -510,3 +510,41 @@ fn an_invalid_policy_stops_startup_with_exit_2() {
         "{stderr}"
     );
 }
+
+/// A client that sends its headers and then trickles (here: stops sending)
+/// its body gets a 408 after `limits.body_timeout_ms`, and the server keeps
+/// serving others meanwhile.
+#[tokio::test]
+async fn slow_bodies_time_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut server = Server::start_demo();
+    assert!(server.terminate().success());
+    let config = server.data_dir.join("privet.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[limits]\nbody_timeout_ms = 300\n");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start_in(&server.data_dir.clone(), &[]);
+
+    let key = server.key("recs-service");
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/query HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n{{\"sql\": "
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+
+    // Others are served while that body is pending.
+    let reply = server
+        .query("recs-service", "recommendation", "SELECT 1")
+        .await;
+    assert_eq!(reply.status, 200);
+
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains("\"code\":\"request_timeout\""),
+        "{response}"
+    );
+}
