@@ -245,14 +245,13 @@ fn demo_config(credentials: &BTreeMap<String, String>) -> String {
     }
     out.push_str("\n[classification]\n");
     for (column, category, domain) in DEMO_CLASSIFICATION {
-        match domain {
-            Some(d) => writeln!(
-                out,
-                "\"{column}\" = {{ category = \"{category}\", domain = \"{d}\" }}"
-            ),
-            None => writeln!(out, "\"{column}\" = {{ category = \"{category}\" }}"),
-        }
-        .unwrap_or_default();
+        let domain = domain
+            .map(|d| format!(", domain = \"{d}\""))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\"{column}\" = {{ category = \"{category}\"{domain} }}"
+        );
     }
     out
 }

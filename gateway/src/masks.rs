@@ -223,6 +223,12 @@ fn substitute(template: &Expr, replacements: &[(&str, &Expr)]) -> Expr {
     expr
 }
 
+/// Whether `dialect` computes `mask` inside the database; when not, the
+/// mask is applied to results and the column may only be projected as it is.
+pub fn computed_in_sql(mask: Mask, dialect: Dialect) -> bool {
+    templates(dialect).masks[mask as usize].is_some()
+}
+
 /// The SQL expression computing the masked value of `column` (an
 /// already-qualified column expression), as an AST built from a constant
 /// template: names and values are substituted as nodes, never spliced into

@@ -20,8 +20,8 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 pub use functions::is_allowed as function_allowed;
 pub use resolve::{
-    AccessOracle, ColumnRef, DeniedColumn, Lineage, OutputLineage, Resolved, RowFilter, TableView,
-    Usage, ViewColumn,
+    AccessOracle, ColumnRef, DeniedColumn, Lineage, OutputLineage, PreparedView, Resolved,
+    RowFilter, TableView, Usage, ViewColumn,
 };
 
 use crate::catalog::Catalog;

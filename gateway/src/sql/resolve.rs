@@ -145,10 +145,18 @@ pub struct TableView {
     pub denied: Vec<DeniedColumn>,
     /// `None`: every row.
     pub row_filter: Option<RowFilter>,
-    /// The view's subquery before its row filter is bound, built on first
-    /// use and reused: the view is the same for every query of this
-    /// principal, purpose and table.
-    pub prebuilt: std::sync::OnceLock<Query>,
+    /// The view's subquery, built on first use and reused: the view is the
+    /// same for every query of this principal, context and table.
+    pub prebuilt: std::sync::OnceLock<PreparedView>,
+}
+
+/// A policy view ready to splice into a query: its subquery with the row
+/// filter in place (table names qualified, `principal.ATTR` still to be
+/// bound per query), and the tables the filter consults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedView {
+    query: Query,
+    filter_tables: Vec<String>,
 }
 
 /// Decides what a principal may see of a table (Cedar, behind a cache).
@@ -321,9 +329,10 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                     });
                 }
             }
-            if let Some(mask) = vc.mask.filter(|m| {
-                masks::sql_expr(*m, Expr::value(Value::Null), "", self.dialect).is_none()
-            }) {
+            if let Some(mask) = vc
+                .mask
+                .filter(|m| !masks::computed_in_sql(*m, self.dialect))
+            {
                 let direct_only = uses.iter().all(|u| *u == Usage::Projection)
                     && outputs
                         .iter()
@@ -969,24 +978,19 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         view: &TableView,
         alias: Ident,
     ) -> Result<TableFactor, AnalysisError> {
-        let mut query = match view.prebuilt.get() {
-            Some(q) => q.clone(),
+        let prepared = match view.prebuilt.get() {
+            Some(p) => p,
             None => {
-                let q = self.build_view(view)?;
-                let _ = view.prebuilt.set(q.clone());
-                q
+                let p = self.build_view(view)?;
+                view.prebuilt.get_or_init(|| p)
             }
         };
-        if let Some(filter) = &view.row_filter {
-            let _ = sqlparser::ast::visit_relations(&filter.predicate, |name| {
-                if let Some(t) = self.catalog.table(&name.to_string()) {
-                    self.filter_tables.insert(t.name.clone());
-                }
-                std::ops::ControlFlow::<()>::Continue(())
-            });
-            let bound = self.bind_filter(filter)?;
-            if let SetExpr::Select(select) = query.body.as_mut() {
-                select.selection = Some(bound);
+        self.filter_tables
+            .extend(prepared.filter_tables.iter().cloned());
+        let mut query = prepared.query.clone();
+        if let (Some(filter), SetExpr::Select(select)) = (&view.row_filter, query.body.as_mut()) {
+            if let Some(selection) = &mut select.selection {
+                self.bind_filter(selection, filter)?;
             }
         }
         Ok(TableFactor::Derived {
@@ -999,8 +1003,9 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         })
     }
 
-    /// `SELECT <visible columns, masked> FROM "table"`, the filter added per query.
-    fn build_view(&self, view: &TableView) -> Result<Query, AnalysisError> {
+    /// `SELECT <visible columns, masked> FROM main."table" WHERE <row filter>`,
+    /// the filter's attributes left to bind per query.
+    fn build_view(&self, view: &TableView) -> Result<PreparedView, AnalysisError> {
         let mut query = skeleton()?;
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(unsupported("internal: view skeleton"));
@@ -1033,23 +1038,38 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         {
             *name = base_table_name(&view.table);
         }
-        Ok(query)
+        let mut filter_tables = Vec::new();
+        if let Some(filter) = &view.row_filter {
+            let mut predicate = filter.predicate.clone();
+            // Tables in row-filter subqueries are named `main."t"` too: a
+            // caller's CTE named like the table must not stand in for it.
+            let _ = sqlparser::ast::visit_relations_mut(&mut predicate, |name| {
+                if let Some(t) = self.catalog.table(&name.to_string()) {
+                    *name = base_table_name(&t.name);
+                    filter_tables.push(t.name.clone());
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            select.selection = Some(match predicate {
+                nested @ Expr::Nested(_) => nested,
+                other => Expr::Nested(Box::new(other)),
+            });
+        }
+        Ok(PreparedView {
+            query,
+            filter_tables,
+        })
     }
 
     /// Replaces `principal.ATTR` in a row filter by numbered placeholders
     /// whose values go to `params`: attribute values are bound, never spliced.
-    fn bind_filter(&mut self, filter: &RowFilter) -> Result<Expr, AnalysisError> {
-        let mut predicate = filter.predicate.clone();
-        // Tables in row-filter subqueries are named `main."t"` too: a caller's
-        // CTE named like the table must not stand in for it.
-        let _ = sqlparser::ast::visit_relations_mut(&mut predicate, |name| {
-            if let Some(t) = self.catalog.table(&name.to_string()) {
-                *name = base_table_name(&t.name);
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
+    fn bind_filter(
+        &mut self,
+        predicate: &mut Expr,
+        filter: &RowFilter,
+    ) -> Result<(), AnalysisError> {
         let mut missing = None;
-        let _ = visit_expressions_mut(&mut predicate, |e| {
+        let _ = visit_expressions_mut(predicate, |e| {
             if let Expr::CompoundIdentifier(parts) = e {
                 if let [p, attr] = parts.as_slice() {
                     if p.value.eq_ignore_ascii_case("principal") {
@@ -1080,10 +1100,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 ),
                 policy_ids: filter.policy_ids.clone(),
             }),
-            None => Ok(match predicate {
-                nested @ Expr::Nested(_) => nested,
-                other => Expr::Nested(Box::new(other)),
-            }),
+            None => Ok(()),
         }
     }
 
