@@ -23,3 +23,5 @@ pub mod pipeline;
 pub mod policytest;
 pub mod seed;
 pub mod sql;
+#[doc(hidden)]
+pub mod testing;

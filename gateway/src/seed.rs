@@ -14,6 +14,7 @@ mod civil;
 mod generate;
 mod geo;
 mod names;
+mod postgres;
 mod rng;
 mod texts;
 

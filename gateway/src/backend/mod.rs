@@ -1,6 +1,7 @@
 //! Backends: where governed queries run. The embedded default is SQLite;
 //! every backend returns rows already converted to JSON values.
 
+pub mod pg_values;
 pub mod sqlite;
 
 use serde::Serialize;

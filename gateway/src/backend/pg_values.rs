@@ -1,0 +1,2 @@
+//! PostgreSQL values (binary wire format) to JSON, and text parameters to
+//! the types PostgreSQL infers for them.

@@ -1,0 +1,1 @@
+//! The demo store in PostgreSQL: schema and COPY loader.
