@@ -308,6 +308,14 @@ fn why(decision: &Decision) -> String {
     }
 }
 
+/// Functions a row filter may call: those allowed on every backend, so a
+/// policy set works unchanged on SQLite and PostgreSQL.
+fn portable_function(name: &str) -> bool {
+    use crate::masks::Dialect;
+    crate::sql::function_allowed(name, Dialect::Sqlite)
+        && crate::sql::function_allowed(name, Dialect::Postgres)
+}
+
 /// A row filter is a predicate over its table's columns, literals,
 /// `principal.ATTR`, and `col IN (SELECT col FROM table WHERE ...)` over
 /// other governed tables (e.g. a customer's tickets by the customer's region).
@@ -322,7 +330,7 @@ fn check_filter_shape(expr: &Expr, catalog: &Catalog) -> Result<(), String> {
                     "`{e}`: use the table's own column names and principal.ATTR"
                 )),
             },
-            Expr::Function(f) if !crate::sql::function_allowed(&f.name.to_string()) => {
+            Expr::Function(f) if !portable_function(&f.name.to_string()) => {
                 Some(format!("the function `{}` is not allowed", f.name))
             }
             Expr::Subquery(_) | Expr::Exists { .. } => {

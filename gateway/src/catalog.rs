@@ -24,35 +24,124 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
 }
 
-/// All governed tables. Lookups follow the backend's identifier rules
-/// (SQLite: ASCII case-insensitive, quoted or not).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How a database compares identifiers once parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NameRule {
+    /// SQLite: ASCII case-insensitive, quoted or not.
+    #[default]
+    CaseInsensitive,
+    /// PostgreSQL: exact, after unquoted names were folded to lower case
+    /// (the analyzer folds them while tokenizing).
+    Exact,
+}
+
+impl NameRule {
+    /// Whether two (already folded) identifiers name the same thing.
+    pub fn eq(self, a: &str, b: &str) -> bool {
+        match self {
+            NameRule::CaseInsensitive => a.eq_ignore_ascii_case(b),
+            NameRule::Exact => a == b,
+        }
+    }
+
+    fn key(self, name: &str) -> String {
+        match self {
+            NameRule::CaseInsensitive => name.to_ascii_lowercase(),
+            NameRule::Exact => name.to_owned(),
+        }
+    }
+}
+
+/// All governed tables, in one schema. Lookups follow the backend's
+/// identifier rules ([`NameRule`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalog {
     tables: BTreeMap<String, TableInfo>,
+    /// The schema the tables live in (`main` in SQLite): rewritten queries
+    /// name base tables `schema."table"`.
+    schema: String,
+    rule: NameRule,
 }
 
-/// SQLite compares identifiers ASCII-case-insensitively.
-fn fold(name: &str) -> String {
-    name.to_ascii_lowercase()
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new([])
+    }
 }
+
+/// A database whose names Privet cannot govern unambiguously.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CatalogError(pub String);
 
 impl Catalog {
-    /// Builds a catalog; table names are canonicalized (lower case).
+    /// A SQLite catalog (schema `main`); table names are canonicalized to
+    /// lower case.
     pub fn new(tables: impl IntoIterator<Item = TableInfo>) -> Catalog {
+        let rule = NameRule::CaseInsensitive;
         Catalog {
             tables: tables
                 .into_iter()
                 .map(|mut t| {
-                    t.name = fold(&t.name);
+                    t.name = rule.key(&t.name);
                     (t.name.clone(), t)
                 })
                 .collect(),
+            schema: "main".to_owned(),
+            rule,
         }
+    }
+
+    /// A PostgreSQL catalog of `schema`: names are exact. Tables or columns
+    /// whose names differ only in case are refused: the classification and
+    /// the policies name tables case-insensitively, and one name must not
+    /// stand for two relations.
+    pub fn postgres(
+        schema: &str,
+        tables: impl IntoIterator<Item = TableInfo>,
+    ) -> Result<Catalog, CatalogError> {
+        let mut folded = BTreeMap::new();
+        let mut by_name = BTreeMap::new();
+        for table in tables {
+            if let Some(other) = folded.insert(table.name.to_ascii_lowercase(), table.name.clone()) {
+                return Err(CatalogError(format!(
+                    "schema `{schema}` has tables `{other}` and `{}` whose names differ only in case; \
+                     Privet cannot govern them unambiguously (rename one, or govern another schema)",
+                    table.name
+                )));
+            }
+            let mut columns = BTreeMap::new();
+            for c in &table.columns {
+                if let Some(other) = columns.insert(c.name.to_ascii_lowercase(), &c.name) {
+                    return Err(CatalogError(format!(
+                        "table `{}` has columns `{other}` and `{}` whose names differ only in case; \
+                         Privet cannot govern them unambiguously",
+                        table.name, c.name
+                    )));
+                }
+            }
+            by_name.insert(table.name.clone(), table);
+        }
+        Ok(Catalog {
+            tables: by_name,
+            schema: schema.to_owned(),
+            rule: NameRule::Exact,
+        })
+    }
+
+    /// The schema that holds the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// How identifiers compare in this database.
+    pub fn name_rule(&self) -> NameRule {
+        self.rule
     }
 
     /// Looks a table up the way the backend would resolve the identifier.
     pub fn table(&self, name: &str) -> Option<&TableInfo> {
-        self.tables.get(&fold(name))
+        self.tables.get(&self.rule.key(name))
     }
 
     pub fn tables(&self) -> impl Iterator<Item = &TableInfo> {

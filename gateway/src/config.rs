@@ -48,6 +48,102 @@ impl std::error::Error for ConfigError {}
 pub enum BackendConfig {
     /// An SQLite file (the embedded default).
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database: the tables of one schema are governed.
+    Postgres { url: PostgresUrl, schema: String },
+}
+
+/// The schema governed when none is configured.
+pub const DEFAULT_POSTGRES_SCHEMA: &str = "public";
+
+/// A PostgreSQL connection string. It may hold a password, so it is never
+/// shown: `Display` and `Debug` give [`PostgresUrl::redacted`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    url: String,
+    redacted: String,
+}
+
+impl PostgresUrl {
+    /// Validates a `postgres://` or `postgresql://` URL (or key=value
+    /// string). Errors never repeat the string: it may hold a password.
+    /// Without a password in the URL, `PGPASSWORD` from the environment is
+    /// used, as libpq does.
+    pub fn parse(url: &str) -> Result<PostgresUrl, String> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("not a valid PostgreSQL connection string ({e})"))?;
+        if config.get_hosts().is_empty() {
+            return Err("the PostgreSQL connection string names no host".into());
+        }
+        let host = |i: usize| match config.get_hosts().get(i) {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => String::new(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let redacted = format!(
+            "postgres://{}@{}:{port}/{}",
+            config.get_user().unwrap_or("postgres"),
+            host(0),
+            config.get_dbname().unwrap_or(config.get_user().unwrap_or("postgres")),
+        );
+        Ok(PostgresUrl {
+            url: url.to_owned(),
+            redacted,
+        })
+    }
+
+    /// `postgres://user@host:port/db`: the server, never the password.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The connection settings (with the password, if any).
+    pub fn connect_config(&self) -> tokio_postgres::Config {
+        // Parsed once already in `parse`, so this cannot fail; fall back to
+        // an empty config (which fails to connect, naming no secret) anyway.
+        let mut config: tokio_postgres::Config = self.url.parse().unwrap_or_default();
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("privet");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        config
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.redacted)
+    }
+}
+
+impl BackendConfig {
+    /// Where the data are, for messages and logs: never a password.
+    pub fn describe(&self) -> String {
+        match self {
+            BackendConfig::Sqlite { path } => format!("sqlite:{}", path.display()),
+            BackendConfig::Postgres { url, schema } => format!("{url} (schema {schema})"),
+        }
+    }
+
+    /// A backend from a `--backend` value: `sqlite:PATH` (relative to
+    /// `data_dir`) or a PostgreSQL URL.
+    pub fn from_arg(value: &str, schema: Option<&str>, data_dir: &Path) -> Result<BackendConfig, String> {
+        parse_backend_value(value, schema, data_dir)
+    }
 }
 
 /// Operational limits. Every one has a safe default.
@@ -123,6 +219,7 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     data_dir: Option<Spanned<String>>,
     backend: Option<Spanned<String>>,
+    schema: Option<Spanned<String>>,
     policies: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
@@ -271,8 +368,20 @@ impl Config {
             None => BackendConfig::Sqlite {
                 path: data_dir.join("store.sqlite3"),
             },
-            Some(b) => parse_backend(&src, b, &data_dir)?,
+            Some(b) => parse_backend_value(
+                b.get_ref(),
+                raw.schema.as_ref().map(|s| s.get_ref().as_str()),
+                &data_dir,
+            )
+            .map_err(|message| src.error(b, "backend", message))?,
         };
+        if let (Some(schema), BackendConfig::Sqlite { .. }) = (&raw.schema, &backend) {
+            return Err(src.error(
+                schema,
+                "schema",
+                "`schema` applies to PostgreSQL backends only",
+            ));
+        }
         let policies_dir = match &raw.policies {
             Some(p) => base.join(p.get_ref()),
             None => data_dir.join("policies"),
@@ -349,35 +458,37 @@ impl Config {
     }
 }
 
-fn parse_backend(
-    src: &Source<'_>,
-    b: &Spanned<String>,
+/// `sqlite:PATH` or `postgres://...`. Errors never echo the value: it may
+/// be a connection string with a password.
+fn parse_backend_value(
+    value: &str,
+    schema: Option<&str>,
     data_dir: &Path,
-) -> Result<BackendConfig, ConfigError> {
-    let value = b.get_ref();
+) -> Result<BackendConfig, String> {
     if let Some(path) = value.strip_prefix("sqlite:") {
         let path = path.trim_start_matches("//");
         if path.is_empty() {
-            return Err(src.error(
-                b,
-                "backend",
-                "sqlite: needs a file path, e.g. \"sqlite:store.sqlite3\"",
-            ));
+            return Err("sqlite: needs a file path, e.g. \"sqlite:store.sqlite3\"".into());
         }
         return Ok(BackendConfig::Sqlite {
             path: data_dir.join(path),
         });
     }
     let scheme = value.split(':').next().unwrap_or_default();
-    let message = if scheme == "postgres" || scheme == "postgresql" {
-        "PostgreSQL backends are not supported by this build yet; use \"sqlite:PATH\"".to_string()
-    } else {
-        // Never echo the value: it may be a connection string with a password.
-        format!(
-            "unsupported backend scheme `{scheme}:`; use \"sqlite:PATH\" (relative to data_dir)"
-        )
-    };
-    Err(src.error(b, "backend", message))
+    if scheme == "postgres" || scheme == "postgresql" {
+        let schema = schema.unwrap_or(DEFAULT_POSTGRES_SCHEMA);
+        if schema.is_empty() || schema.contains('\0') {
+            return Err(format!("`{schema}` is not a schema name"));
+        }
+        return Ok(BackendConfig::Postgres {
+            url: PostgresUrl::parse(value)?,
+            schema: schema.to_owned(),
+        });
+    }
+    Err(format!(
+        "unsupported backend scheme `{scheme}:`; use \"sqlite:PATH\" (relative to data_dir) \
+         or \"postgres://USER@HOST:PORT/DB\""
+    ))
 }
 
 fn parse_limits(src: &Source<'_>, raw: &RawLimits) -> Result<Limits, ConfigError> {
@@ -629,8 +740,27 @@ mod tests {
     }
 
     #[test]
+    fn postgres_backends_are_parsed_and_never_shown_with_their_password() {
+        let c = parse("backend = \"postgres://app:s3cret@db.internal:6543/shop\"\nschema = \"sales\"\n")
+            .unwrap();
+        let BackendConfig::Postgres { url, schema } = &c.backend else {
+            panic!("{:?}", c.backend)
+        };
+        assert_eq!(schema, "sales");
+        assert_eq!(url.redacted(), "postgres://app@db.internal:6543/shop");
+        for shown in [format!("{url}"), format!("{url:?}"), format!("{c:?}"), c.backend.describe()] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        assert_eq!(url.connect_config().get_password(), Some(b"s3cret".as_slice()));
+        let c = parse("backend = \"postgresql://app@db/shop\"\n").unwrap();
+        assert!(matches!(&c.backend, BackendConfig::Postgres { schema, .. } if schema == "public"));
+        let e = parse("schema = \"x\"\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("schema"));
+    }
+
+    #[test]
     fn backend_errors_never_echo_connection_strings() {
-        let e = parse("backend = \"postgres://app:s3cret@db/x\"\n").unwrap_err();
+        let e = parse("backend = \"postgres://app:s3cret@db/x?bogus=1\"\n").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
         assert_eq!(e.field.as_deref(), Some("backend"));
         let e = parse("backend = \"mysql://root:hunter2@db\"\n").unwrap_err();

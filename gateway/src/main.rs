@@ -29,6 +29,17 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// The governed database, overriding the config's `backend`:
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB` or `sqlite:PATH`. Prefer
+    /// PGPASSWORD to a password on the command line.
+    #[arg(long, global = true, value_name = "URL")]
+    backend: Option<String>,
+
+    /// The PostgreSQL schema to govern (or seed) [default: the config's
+    /// `schema`, else public].
+    #[arg(long, global = true, value_name = "NAME")]
+    schema: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -120,19 +131,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the config comes from, and the command line's backend override.
+struct Sources {
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    backend: Option<String>,
+    schema: Option<String>,
+}
+
 /// Ok(false): the command ran and its answer is "no" (a failing policy test).
 fn run(cli: Cli) -> Result<bool> {
-    match cli.command {
-        Command::Serve { listen } => serve(cli.data_dir, cli.config, listen).map(|()| true),
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // SQL analysis recurses over the AST; the operator limit bounds the
+        // depth, and this leaves headroom even for unoptimized builds.
+        .thread_stack_size(gateway::sql::ANALYSIS_STACK_BYTES)
+        .build()
+        .context("starting the async runtime")?;
+    let sources = Sources {
+        data_dir: cli.data_dir,
+        config: cli.config,
+        backend: cli.backend,
+        schema: cli.schema,
+    };
+    runtime.block_on(run_command(cli.command, sources))
+}
+
+async fn run_command(command: Command, sources: Sources) -> Result<bool> {
+    match command {
+        Command::Serve { listen } => serve(&sources, listen).await.map(|()| true),
         Command::Seed { scale, seed, force } => {
-            seed_store(cli.data_dir, cli.config, scale, seed, force).map(|()| true)
+            seed_store(&sources, scale, seed, force).await.map(|()| true)
         }
         Command::Explain {
             principal,
             purpose,
             sql,
         } => {
-            let gateway = Gateway::start(required_config(&cli.data_dir, &cli.config)?)
+            let gateway = Gateway::start(required_config(&sources)?)
+                .await
                 .context("starting the gateway")?;
             let principal = gateway
                 .principal(&principal)
@@ -149,9 +186,9 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Policy {
             command: PolicyCommand::Validate { dir },
         } => {
-            let config = required_config(&cli.data_dir, &cli.config)?;
+            let config = required_config(&sources)?;
             let dir = dir.unwrap_or_else(|| config.policies_dir.clone());
-            let report = gateway::pipeline::validate_policies(&config, &dir)?;
+            let report = gateway::pipeline::validate_policies(&config, &dir).await?;
             for warning in &report.warnings {
                 println!("warning: {warning}");
             }
@@ -160,17 +197,18 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Command::Policy {
             command: PolicyCommand::Test { file },
-        } => policy_test(&cli.data_dir, &cli.config, &file),
+        } => policy_test(&sources, &file).await,
     }
 }
 
-fn policy_test(data_dir: &Option<PathBuf>, config: &Option<PathBuf>, file: &Path) -> Result<bool> {
+async fn policy_test(sources: &Sources, file: &Path) -> Result<bool> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let tests: gateway::policytest::TestFile = toml::from_str(&text)
         .with_context(|| format!("parsing the policy test file {}", file.display()))?;
-    let gateway =
-        Gateway::start(required_config(data_dir, config)?).context("starting the gateway")?;
+    let gateway = Gateway::start(required_config(sources)?)
+        .await
+        .context("starting the gateway")?;
     let mut failed = 0;
     for (i, case) in tests.cases.iter().enumerate() {
         let label = format!(
@@ -193,8 +231,8 @@ fn policy_test(data_dir: &Option<PathBuf>, config: &Option<PathBuf>, file: &Path
 }
 
 /// The config, which commands other than `serve` and `seed` cannot do without.
-fn required_config(data_dir: &Option<PathBuf>, config: &Option<PathBuf>) -> Result<Config> {
-    existing_config(data_dir, config)?.context(
+fn required_config(sources: &Sources) -> Result<Config> {
+    existing_config(sources)?.context(
         "no config: pass --config FILE, or --data-dir DIR of a gateway started once with `privet serve`",
     )
 }
@@ -203,27 +241,46 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("privet-data")
 }
 
-/// The config to use: `--config`, else DIR/privet.toml if it exists.
-fn existing_config(data_dir: &Option<PathBuf>, config: &Option<PathBuf>) -> Result<Option<Config>> {
-    if let Some(path) = config {
-        return Ok(Some(Config::load(path, data_dir.as_deref())?));
-    }
-    let path = data_dir
-        .clone()
-        .unwrap_or_else(default_data_dir)
-        .join(demo::CONFIG_FILE);
-    if path.is_file() {
-        return Ok(Some(Config::load(&path, data_dir.as_deref())?));
-    }
-    Ok(None)
+/// The config to use: `--config`, else DIR/privet.toml if it exists; with
+/// `--backend` / `--schema` applied.
+fn existing_config(sources: &Sources) -> Result<Option<Config>> {
+    let data_dir = &sources.data_dir;
+    let config = if let Some(path) = &sources.config {
+        Config::load(path, data_dir.as_deref())?
+    } else {
+        let path = data_dir
+            .clone()
+            .unwrap_or_else(default_data_dir)
+            .join(demo::CONFIG_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Config::load(&path, data_dir.as_deref())?
+    };
+    Ok(Some(with_backend_override(config, sources)?))
 }
 
-fn serve(
-    data_dir: Option<PathBuf>,
-    config_path: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-) -> Result<()> {
-    let config = match existing_config(&data_dir, &config_path)? {
+/// `--backend` and `--schema` replace the config's backend.
+fn with_backend_override(mut config: Config, sources: &Sources) -> Result<Config> {
+    match (&sources.backend, &sources.schema) {
+        (Some(url), schema) => {
+            config.backend = BackendConfig::from_arg(url, schema.as_deref(), &config.data_dir)
+                .map_err(|e| anyhow::anyhow!("--backend: {e}"))?;
+        }
+        (None, Some(schema)) => match &mut config.backend {
+            BackendConfig::Postgres { schema: s, .. } => *s = schema.clone(),
+            BackendConfig::Sqlite { .. } => {
+                anyhow::bail!("--schema applies to PostgreSQL backends only")
+            }
+        },
+        (None, None) => {}
+    }
+    Ok(config)
+}
+
+async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
+    let data_dir = &sources.data_dir;
+    let config = match existing_config(sources)? {
         Some(config) => config,
         None => {
             let dir = data_dir.clone().unwrap_or_else(default_data_dir);
@@ -236,7 +293,10 @@ fn serve(
                     dir.join(demo::STORE_FILE).display()
                 );
             }
-            let config = Config::load(&boot.config_path, data_dir.as_deref())?;
+            let config = with_backend_override(
+                Config::load(&boot.config_path, data_dir.as_deref())?,
+                sources,
+            )?;
             if let Some(credentials) = &boot.new_credentials {
                 print_credentials(&dir, credentials, listen.unwrap_or(config.listen));
             }
@@ -244,16 +304,10 @@ fn serve(
         }
     };
     let listen = listen.unwrap_or(config.listen);
-    let gateway = Gateway::start(config).context("starting the gateway")?;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // SQL analysis recurses over the AST; the operator limit bounds the
-        // depth, and this leaves headroom even for unoptimized builds.
-        .thread_stack_size(gateway::sql::ANALYSIS_STACK_BYTES)
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let gateway = Gateway::start(config)
+        .await
+        .context("starting the gateway")?;
+    {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| {
@@ -271,8 +325,8 @@ fn serve(
         let _ = std::io::stdout().flush();
         http::serve(state, listener, shutdown)
             .await
-            .context("serving HTTP")
-    })?;
+            .context("serving HTTP")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -353,21 +407,25 @@ fn print_credentials(
     println!();
 }
 
-fn seed_store(
-    data_dir: Option<PathBuf>,
-    config: Option<PathBuf>,
-    scale: f64,
-    seed_value: u64,
-    force: bool,
-) -> Result<()> {
-    let path = match existing_config(&data_dir, &config)? {
-        Some(config) => match config.backend {
-            BackendConfig::Sqlite { path } => path,
-        },
+async fn seed_store(sources: &Sources, scale: f64, seed_value: u64, force: bool) -> Result<()> {
+    let backend = match existing_config(sources)? {
+        Some(config) => config.backend,
         None => {
-            let dir = data_dir.unwrap_or_else(default_data_dir);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir.join(demo::STORE_FILE)
+            let dir = sources.data_dir.clone().unwrap_or_else(default_data_dir);
+            let backend = match &sources.backend {
+                Some(url) => BackendConfig::from_arg(url, sources.schema.as_deref(), &dir)
+                    .map_err(|e| anyhow::anyhow!("--backend: {e}"))?,
+                None => BackendConfig::Sqlite {
+                    path: dir.join(demo::STORE_FILE),
+                },
+            };
+            if let BackendConfig::Sqlite { path } = &backend {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+            }
+            backend
         }
     };
     let started = std::time::Instant::now();
@@ -376,10 +434,16 @@ fn seed_store(
         seed: seed_value,
         progress: true,
     };
-    let summary = seed::seed_sqlite(&path, &opts, force)?;
+    let summary = match &backend {
+        BackendConfig::Sqlite { path } => seed::seed_sqlite(path, &opts, force)?,
+        BackendConfig::Postgres { url, schema } => {
+            seed::seed_postgres(&url.connect_config(), url.redacted(), schema, &opts, force)
+                .await?
+        }
+    };
     println!(
         "Seeded {} in {:.1?} (scale {scale}, seed {seed_value}):",
-        path.display(),
+        backend.describe(),
         started.elapsed()
     );
     for (table, rows) in &summary.tables {

@@ -114,7 +114,7 @@ impl FromStr for Mask {
 }
 
 /// The SQL dialect a mask expression is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
     Sqlite,
     Postgres,
@@ -165,8 +165,16 @@ fn template(mask: Mask, dialect: Dialect) -> Option<&'static str> {
         (Mask::YearOnly, _) => "SUBSTR(privet_text, 1, 4)",
         (Mask::Zip3, _) => "SUBSTR(privet_text, 1, 3) || '**'",
         (Mask::Pseudonym, Sqlite) => "privet_pseudonym(privet_domain, privet_column)",
-        // The key must never be sent to the database.
-        (Mask::Pseudonym, Postgres) => return None,
+        // HMAC-SHA256 from sha256(): the session setting named by
+        // privet_domain holds the domain key's HMAC pads (see
+        // `pseudonym_setting`). Then "tok_" + URL-safe base64 of 16 bytes,
+        // exactly as `TokenKey::pseudonym`.
+        (Mask::Pseudonym, Postgres) => {
+            "'tok_' || rtrim(translate(encode(substr(sha256(\
+             substr(decode(current_setting(privet_domain), 'hex'), 65, 64) || sha256(\
+             substr(decode(current_setting(privet_domain), 'hex'), 1, 64) || convert_to(privet_text, 'UTF8'))), \
+             1, 16), 'base64'), '+/', '-_'), '=')"
+        }
     })
 }
 
@@ -223,6 +231,31 @@ fn substitute(template: &Expr, replacements: &[(&str, &Expr)]) -> Expr {
     expr
 }
 
+/// The PostgreSQL session setting holding the pseudonym key of `domain`
+/// (hex, so any domain gives a valid setting name).
+pub fn pseudonym_setting(domain: &str) -> String {
+    let mut name = String::from("privet.pseudonym_");
+    for b in domain.as_bytes() {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
+}
+
+/// The value of [`pseudonym_setting`]: the HMAC inner and outer pads of the
+/// domain's key (RFC 2104, 64-byte blocks), hex. This is the domain key in
+/// another form: it is only ever sent as a bound parameter, on the
+/// gateway's own connections, and only client SQL that may call
+/// `current_setting` could read it back (the analyzer allows no such call).
+pub fn pseudonym_setting_value(key: &TokenKey, domain: &str) -> String {
+    let domain_key = key.domain_key(domain);
+    let mut pads = [0u8; 128];
+    for (i, pad) in pads.iter_mut().enumerate() {
+        let k = domain_key.get(i % 64).copied().unwrap_or(0);
+        *pad = k ^ if i < 64 { 0x36 } else { 0x5c };
+    }
+    pads.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether `dialect` computes `mask` inside the database; when not, the
 /// mask is applied to results and the column may only be projected as it is.
 pub fn computed_in_sql(mask: Mask, dialect: Dialect) -> bool {
@@ -247,7 +280,10 @@ pub fn sql_expr(mask: Mask, column: Expr, domain: &str, dialect: Dialect) -> Opt
         e => Expr::Nested(Box::new(e)),
     };
     let text = substitute(templates.text.as_ref()?, &[(COLUMN, &column)]);
-    let domain = Expr::value(Value::SingleQuotedString(domain.to_owned()));
+    let domain = Expr::value(Value::SingleQuotedString(match dialect {
+        Dialect::Sqlite => domain.to_owned(),
+        Dialect::Postgres => pseudonym_setting(domain),
+    }));
     Some(substitute(
         template,
         &[(COLUMN, &column), (TEXT, &text), (DOMAIN, &domain)],
@@ -559,7 +595,35 @@ mod tests {
                 "{mask}"
             );
         }
-        assert_eq!(sql(Mask::Pseudonym, Dialect::Postgres), None);
+        // The pseudonym reads its key from a session setting named after the
+        // domain, never from the statement.
+        let pseudonym = sql(Mask::Pseudonym, Dialect::Postgres).unwrap();
+        assert!(
+            pseudonym.contains("current_setting('privet.pseudonym_742e76')"),
+            "{pseudonym}"
+        );
+        assert!(pseudonym.contains("convert_to(CAST(v AS TEXT), 'UTF8')"), "{pseudonym}");
+    }
+
+    #[test]
+    fn pseudonym_setting_holds_the_hmac_pads_of_the_domain_key() {
+        let key = TokenKey::from_bytes(&[7; 32]);
+        let value = pseudonym_setting_value(&key, "customer");
+        assert_eq!(value.len(), 256);
+        let pads: Vec<u8> = (0..128)
+            .map(|i| u8::from_str_radix(&value[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        // HMAC by hand from the pads equals the vault's MAC.
+        let inner = ring::digest::digest(
+            &ring::digest::SHA256,
+            &[&pads[..64], b"42".as_slice()].concat(),
+        );
+        let outer = ring::digest::digest(
+            &ring::digest::SHA256,
+            &[&pads[64..], inner.as_ref()].concat(),
+        );
+        assert_eq!(outer.as_ref(), key.mac("customer", b"42"));
+        assert_eq!(pseudonym_setting("customers.id"), "privet.pseudonym_637573746f6d6572732e6964");
     }
 
     #[test]

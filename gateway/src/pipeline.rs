@@ -8,13 +8,11 @@ use std::sync::{Arc, RwLock};
 use policies::{Action, PolicyError, RequestContext, Resource, TableSpec};
 
 use crate::access::{Policies, RequestOracle};
-use crate::backend::sqlite::QueryLimits;
-use crate::backend::{BackendError, OutputColumn, SqliteBackend};
+use crate::backend::{Backend, BackendError, BackendQuery, OutputColumn, QueryLimits};
 use crate::catalog::Catalog;
-use crate::config::{BackendConfig, Config, ConfigError, PrincipalConfig};
+use crate::config::{Config, ConfigError, PrincipalConfig};
 use crate::error::{ErrorCode, RequestError};
 use crate::keys::KeyHash;
-use crate::masks::Dialect;
 use crate::sql;
 
 /// Why the gateway could not start.
@@ -60,7 +58,7 @@ pub struct Gateway {
     /// What the policies are loaded against, kept for reloads.
     tables: Vec<TableSpec>,
     catalog: Catalog,
-    backend: SqliteBackend,
+    backend: Backend,
 }
 
 /// The Cedar context of a request arriving now from `source`. The anomaly
@@ -91,14 +89,17 @@ fn load_policies(
 }
 
 /// Validates the policies of `dir` for `config` without starting a gateway.
-pub fn validate_policies(config: &Config, dir: &std::path::Path) -> Result<Reloaded, StartError> {
+pub async fn validate_policies(
+    config: &Config,
+    dir: &std::path::Path,
+) -> Result<Reloaded, StartError> {
     let key = Arc::new(vault::TokenKey::from_bytes(&[0; 32]));
-    let backend = match &config.backend {
-        BackendConfig::Sqlite { path } => {
-            SqliteBackend::open(path, 1, config.limits.pool_wait, key)?
-        }
+    let limits = crate::config::Limits {
+        pool_size: 1,
+        ..config.limits.clone()
     };
-    let catalog = backend.catalog()?;
+    let backend = Backend::open(&config.backend, &limits, key).await?;
+    let catalog = backend.catalog().await?;
     let tables = catalog.classify(config)?;
     let policies = load_policies(config, dir, &tables, &catalog)?;
     Ok(Reloaded {
@@ -118,19 +119,12 @@ impl Gateway {
     /// Opens the backend, reads its catalog, applies the classification and
     /// loads the policies. Any problem stops startup: a gateway that cannot
     /// enforce its policies must not serve.
-    pub fn start(config: Config) -> Result<Gateway, StartError> {
+    pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let token_key = Arc::new(vault::TokenKey::load_or_create(
             &config.data_dir.join(PSEUDONYM_KEY_FILE),
         )?);
-        let backend = match &config.backend {
-            BackendConfig::Sqlite { path } => SqliteBackend::open(
-                path,
-                config.limits.pool_size,
-                config.limits.pool_wait,
-                token_key,
-            )?,
-        };
-        let catalog = backend.catalog()?;
+        let backend = Backend::open(&config.backend, &config.limits, token_key).await?;
+        let catalog = backend.catalog().await?;
         let tables = catalog.classify(&config)?;
         let policies = load_policies(&config, &config.policies_dir, &tables, &catalog)?;
         for warning in policies.engine().warnings() {
@@ -250,7 +244,7 @@ impl Gateway {
             sql_text,
             &self.catalog,
             oracle,
-            Dialect::Sqlite,
+            self.backend.dialect(),
         )?)
     }
 
@@ -273,6 +267,11 @@ impl Gateway {
         &self.catalog
     }
 
+    /// The backend, for describing it.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// Runs one governed query for `principal` in context `ctx`.
     pub async fn query(
         &self,
@@ -288,12 +287,13 @@ impl Gateway {
         let resolved = analyzed.resolved;
         let output = self
             .backend
-            .query(
-                analyzed.sql,
-                resolved.params.clone(),
-                resolved.backend_tables.clone(),
+            .query(BackendQuery {
+                sql: analyzed.sql,
+                params: resolved.params.clone(),
+                tables: resolved.backend_tables.clone(),
+                pseudonym_domains: resolved.pseudonym_domains(),
                 limits,
-            )
+            })
             .await?;
         if output.columns.len() != resolved.outputs.len() {
             // The analysis and the database disagree on the result's shape:

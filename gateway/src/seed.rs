@@ -28,6 +28,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
 pub use generate::{DemoDataset, DemoTable, Value};
+pub use postgres::{seed_postgres, DEMO_SCHEMA_POSTGRES_SQL};
 
 /// Options for generating the demo commerce store.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +83,25 @@ pub enum SeedError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Demo tables already exist in the PostgreSQL schema and replacing them
+    /// was not requested. `backend` names the server without credentials.
+    #[error(
+        "the demo tables already exist in schema {schema} on {backend} ({}); pass --force to replace them",
+        tables.join(", ")
+    )]
+    AlreadyExistsIn {
+        backend: String,
+        schema: String,
+        tables: Vec<String>,
+    },
+    /// The PostgreSQL schema name cannot be used as given.
+    #[error("invalid PostgreSQL schema name {schema:?}: {reason}")]
+    BadSchemaName { schema: String, reason: &'static str },
+    /// PostgreSQL failed while seeding (the transaction was rolled back, so
+    /// the schema is untouched). `backend` names the server without
+    /// credentials; `message` says which step failed and why.
+    #[error("PostgreSQL error while seeding {backend}: {message}")]
+    Postgres { backend: String, message: String },
     /// A file-system operation failed on `path`.
     #[error("I/O error on {path}: {source}")]
     Io {

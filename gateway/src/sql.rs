@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlparser::ast::Statement;
-use sqlparser::dialect::SQLiteDialect;
+use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
@@ -75,7 +75,7 @@ pub fn analyze(
     oracle: impl AccessOracle,
     dialect: Dialect,
 ) -> Result<AnalyzedQuery, AnalysisError> {
-    let statements = parse_cached(sql)?;
+    let statements = parse_cached(sql, dialect)?;
     let statement = match statements.len() {
         0 => return Err(AnalysisError::Empty),
         1 => statements[0].clone(),
@@ -98,8 +98,11 @@ pub fn analyze(
 /// takes ~40 µs for a 3-way join with GROUP BY). Only the parser's output is
 /// cached, never a decision or a rewrite: every request still resolves and
 /// authorizes its own clone. Bounded: cleared when full; long texts skipped.
+/// A parse is valid for one dialect and one exact text.
+type ParseKey = (Dialect, String);
+
 struct ParseCache {
-    entries: Mutex<HashMap<String, Arc<Vec<Statement>>>>,
+    entries: Mutex<HashMap<ParseKey, Arc<Vec<Statement>>>>,
 }
 
 const PARSE_CACHE_ENTRIES: usize = 1024;
@@ -107,25 +110,28 @@ const PARSE_CACHE_MAX_SQL: usize = 8 * 1024;
 
 static PARSE_CACHE: OnceLock<ParseCache> = OnceLock::new();
 
-fn parse_cached(sql: &str) -> Result<Arc<Vec<Statement>>, AnalysisError> {
+fn parse_cached(sql: &str, dialect: Dialect) -> Result<Arc<Vec<Statement>>, AnalysisError> {
     let cache = PARSE_CACHE.get_or_init(|| ParseCache {
         entries: Mutex::new(HashMap::new()),
     });
+    // The key is borrowed for the lookup only when the entry exists; a miss
+    // pays for one String, as the insert would anyway.
+    let key = (dialect, sql.to_string());
     if let Some(hit) = cache
         .entries
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(sql)
+        .get(&key)
     {
         return Ok(Arc::clone(hit));
     }
-    let parsed = Arc::new(parse(sql)?);
+    let parsed = Arc::new(parse(sql, dialect)?);
     if sql.len() <= PARSE_CACHE_MAX_SQL {
         let mut entries = cache.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= PARSE_CACHE_ENTRIES {
             entries.clear();
         }
-        entries.insert(sql.to_string(), Arc::clone(&parsed));
+        entries.insert(key, Arc::clone(&parsed));
     }
     Ok(parsed)
 }
@@ -142,12 +148,34 @@ pub fn clear_parse_cache() {
 }
 
 /// Tokenizes once, bounds the operator count, and parses the same tokens.
-fn parse(sql: &str) -> Result<Vec<Statement>, AnalysisError> {
-    let tokens = Tokenizer::new(&SQLiteDialect {}, sql)
-        .tokenize_with_location()
-        .map_err(|e| AnalysisError::Parse(e.to_string()))?;
+///
+/// For PostgreSQL, unquoted identifiers are folded to lower case here, as
+/// PostgreSQL folds them, and compared exactly from then on: `Customers`
+/// and `customers` are one name, `"Customers"` another. Comparing
+/// case-insensitively instead would let `WITH "Customers" AS (...) SELECT *
+/// FROM customers` look like a read of the CTE to the analyzer and of the
+/// real table to PostgreSQL.
+fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Statement>, AnalysisError> {
+    let mut tokens = match dialect {
+        Dialect::Sqlite => Tokenizer::new(&SQLiteDialect {}, sql).tokenize_with_location(),
+        Dialect::Postgres => Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location(),
+    }
+    .map_err(|e| AnalysisError::Parse(e.to_string()))?;
     check_complexity(&tokens)?;
-    Parser::new(&SQLiteDialect {})
+    if dialect == Dialect::Postgres {
+        for token in &mut tokens {
+            if let Token::Word(word) = &mut token.token {
+                if word.quote_style.is_none() {
+                    word.value.make_ascii_lowercase();
+                }
+            }
+        }
+    }
+    let parser = match dialect {
+        Dialect::Sqlite => Parser::new(&SQLiteDialect {}),
+        Dialect::Postgres => Parser::new(&PostgreSqlDialect {}),
+    };
+    parser
         .with_tokens_with_locations(tokens)
         .parse_statements()
         .map_err(|e| {

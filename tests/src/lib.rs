@@ -79,8 +79,68 @@ pub fn seed(dir: &Path, scale: &str, seed: &str) {
     );
 }
 
+/// Seeds the demo data into `schema` of the PostgreSQL database at `url`.
+pub fn seed_postgres(dir: &Path, url: &str, schema: &str, scale: &str, seed: &str) {
+    let out = privet(&[
+        "seed",
+        "--data-dir",
+        path_str(dir),
+        "--backend",
+        url,
+        "--schema",
+        schema,
+        "--scale",
+        scale,
+        "--seed",
+        seed,
+    ]);
+    assert!(
+        out.status.success(),
+        "privet seed --backend failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
+}
+
+/// Which database a test server governs. End-to-end tests of the policy
+/// engine run the same body on both ([`on_both_backends!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL schema of one test, dropped with it.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        gateway::testing::drop_schema(&self.url, &self.name);
+    }
+}
+
+/// Defines `mod NAME { sqlite, postgres }`: two tests running
+/// `BODY(Backend)`, so one test body covers both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident => $body:path),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                $body($crate::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                $body($crate::Backend::Postgres).await
+            }
+        }
+    )*};
 }
 
 /// A running `privet serve`. Killed on drop.
@@ -88,8 +148,11 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    pub backend: Backend,
     /// Everything the server printed on stdout so far.
     stdout: Arc<Mutex<String>>,
+    /// Dropped after the server (fields drop in order).
+    pub pg: Option<PgSchema>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -130,6 +193,37 @@ impl Server {
         let mut server = Server::start_in(&dir, &[]);
         server._temp = Some(temp);
         server
+    }
+
+    /// The demo on `backend`; None when PostgreSQL tests are skipped (no
+    /// `PRIVET_TEST_POSTGRES`). On PostgreSQL the same data (scale 0.02,
+    /// seed 7) are seeded into a schema of this test's own, dropped with the
+    /// server; the SQLite store is seeded too, as ground truth for
+    /// [`Server::store`] (the seeder is deterministic, and a gateway unit
+    /// test checks both stores hold the same rows).
+    pub fn start_demo_on(backend: Backend, test: &str) -> Option<Server> {
+        match backend {
+            Backend::Sqlite => Some(Server::start_demo()),
+            Backend::Postgres => {
+                let url = gateway::testing::postgres_url(test)?;
+                let temp = tempfile::tempdir().expect("temp dir");
+                let dir = temp.path().join("data");
+                seed(&dir, "0.02", "7");
+                let schema = PgSchema {
+                    url: url.clone(),
+                    name: gateway::testing::unique_schema_name(test),
+                };
+                seed_postgres(&dir, &url, &schema.name, "0.02", "7");
+                let mut server = Server::start_in(
+                    &dir,
+                    &["--backend", &url, "--schema", &schema.name],
+                );
+                server.backend = Backend::Postgres;
+                server.pg = Some(schema);
+                server._temp = Some(temp);
+                Some(server)
+            }
+        }
     }
 
     /// Starts `privet serve --data-dir DIR --listen 127.0.0.1:0 EXTRA...`.
@@ -183,7 +277,9 @@ impl Server {
             child,
             addr,
             data_dir: dir.to_path_buf(),
+            backend: Backend::Sqlite,
             stdout: printed,
+            pg: None,
             _temp: None,
         }
     }

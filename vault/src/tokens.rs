@@ -189,20 +189,29 @@ impl TokenKey {
         }
     }
 
-    /// HMAC-SHA256(key, `domain` || 0x00 || `value`).
+    /// The key of one domain: HMAC-SHA256(key, `domain` || 0x00).
     ///
     /// `domain` separates uses (e.g. `"customers.id"`): the same value gives
     /// unrelated MACs in different domains, so tokens of different columns
-    /// match only if the caller gives them the same domain. `domain` must not
+    /// match only if the caller gives them the same domain. A database that
+    /// computes tokens itself (PostgreSQL policy views) is given only the
+    /// keys of the domains it needs, never this key. `domain` must not
     /// contain NUL, the separator (table and column names never do).
-    pub fn mac(&self, domain: &str, value: &[u8]) -> [u8; 32] {
+    pub fn domain_key(&self, domain: &str) -> [u8; 32] {
         debug_assert!(!domain.contains('\0'), "NUL in token domain {domain:?}");
         let mut ctx = hmac::Context::with_key(&self.hmac);
         ctx.update(domain.as_bytes());
         ctx.update(&[0]);
-        ctx.update(value);
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    /// HMAC-SHA256([`domain_key`](Self::domain_key)`(domain)`, `value`).
+    pub fn mac(&self, domain: &str, value: &[u8]) -> [u8; 32] {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.domain_key(domain));
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&key, value).as_ref());
         out
     }
 
@@ -328,17 +337,23 @@ mod tests {
     }
 
     #[test]
-    fn mac_is_hmac_over_domain_nul_value() {
+    fn mac_is_hmac_under_the_domain_key() {
         let bytes = [0x42; 32];
         let key = TokenKey::from_bytes(&bytes);
-        let expected = hmac::sign(
+        let domain_key = hmac::sign(
             &hmac::Key::new(hmac::HMAC_SHA256, &bytes),
-            b"customers.email\0jane@example.com",
+            b"customers.email\0",
+        );
+        assert_eq!(key.domain_key("customers.email"), domain_key.as_ref());
+        let expected = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, domain_key.as_ref()),
+            b"jane@example.com",
         );
         assert_eq!(
             key.mac("customers.email", b"jane@example.com"),
             expected.as_ref()
         );
+        assert_ne!(key.domain_key("customers.email"), key.domain_key("customers.phone"));
     }
 
     #[test]

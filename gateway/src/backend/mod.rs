@@ -1,12 +1,111 @@
 //! Backends: where governed queries run. The embedded default is SQLite;
-//! every backend returns rows already converted to JSON values.
+//! PostgreSQL is the production backend. Every backend returns rows already
+//! converted to JSON values, and speaks its own SQL dialect: the analyzer
+//! parses and rewrites in [`Backend::dialect`].
 
 pub mod pg_values;
+mod pool;
+pub mod postgres;
 pub mod sqlite;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
+pub use postgres::PostgresBackend;
 pub use sqlite::SqliteBackend;
+
+use crate::catalog::Catalog;
+use crate::config::{BackendConfig, Limits};
+use crate::masks::Dialect;
+
+/// What one query may do, handed to the backend with the SQL.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    pub max_rows: usize,
+    pub timeout: Duration,
+}
+
+/// One analyzed, rewritten statement for the backend.
+#[derive(Debug, Clone)]
+pub struct BackendQuery {
+    /// The rewritten SQL, in the backend's dialect.
+    pub sql: String,
+    /// Bound parameters (row-filter principal attributes), as text.
+    pub params: Vec<String>,
+    /// The (canonical) tables the analyzer approved: the SQLite backend's
+    /// authorizer refuses reads of any other.
+    pub tables: BTreeSet<String>,
+    /// Pseudonym domains the policy views compute (PostgreSQL sessions are
+    /// given these domains' keys).
+    pub pseudonym_domains: BTreeSet<String>,
+    pub limits: QueryLimits,
+}
+
+/// The governed database.
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(SqliteBackend),
+    Postgres(PostgresBackend),
+}
+
+impl Backend {
+    /// Opens the configured backend and checks that it answers.
+    pub async fn open(
+        config: &BackendConfig,
+        limits: &Limits,
+        token_key: Arc<vault::TokenKey>,
+    ) -> Result<Backend, BackendError> {
+        Ok(match config {
+            BackendConfig::Sqlite { path } => Backend::Sqlite(SqliteBackend::open(
+                path,
+                limits.pool_size,
+                limits.pool_wait,
+                token_key,
+            )?),
+            BackendConfig::Postgres { url, schema } => Backend::Postgres(
+                PostgresBackend::open(url, schema, limits, token_key).await?,
+            ),
+        })
+    }
+
+    /// A name for messages and metrics, never a credential.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite(b) => b.describe(),
+            Backend::Postgres(b) => b.describe(),
+        }
+    }
+
+    /// The SQL dialect the backend runs.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The governed tables, from the database's own catalog.
+    pub async fn catalog(&self) -> Result<Catalog, BackendError> {
+        match self {
+            Backend::Sqlite(b) => b.catalog(),
+            Backend::Postgres(b) => b.catalog().await,
+        }
+    }
+
+    /// Runs one analyzed statement.
+    pub async fn query(&self, query: BackendQuery) -> Result<QueryOutput, BackendError> {
+        match self {
+            Backend::Sqlite(b) => {
+                b.query(query.sql, query.params, query.tables, query.limits)
+                    .await
+            }
+            Backend::Postgres(b) => b.query(query).await,
+        }
+    }
+}
 
 /// A result column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

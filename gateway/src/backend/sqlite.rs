@@ -12,9 +12,9 @@ use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
-use tokio::sync::Semaphore;
 
-use super::{BackendError, OutputColumn, QueryOutput};
+use super::pool::Pool;
+use super::{BackendError, OutputColumn, QueryLimits, QueryOutput};
 use crate::catalog::{Catalog, ColumnInfo, TableInfo};
 
 /// How many SQLite VM instructions run between deadline checks.
@@ -34,17 +34,7 @@ struct Inner {
     /// Every real table of the store (lower case), to tell them from CTEs in
     /// the authorizer.
     real_tables: BTreeSet<String>,
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-    pool_size: usize,
-    pool_wait: Duration,
-}
-
-/// What one query may do, handed to the backend with the SQL.
-#[derive(Debug, Clone)]
-pub struct QueryLimits {
-    pub max_rows: usize,
-    pub timeout: Duration,
+    pool: Pool<Connection>,
 }
 
 impl SqliteBackend {
@@ -60,17 +50,14 @@ impl SqliteBackend {
             path: path.to_path_buf(),
             token_key,
             real_tables: BTreeSet::new(),
-            idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(pool_size.max(1))),
-            pool_size: pool_size.max(1),
-            pool_wait,
+            pool: Pool::new(pool_size, pool_wait),
         };
         let conn = inner.open_connection()?;
         inner.real_tables = table_names(&conn)?
             .iter()
             .map(|t| t.to_ascii_lowercase())
             .collect();
-        inner.release(conn);
+        inner.pool.release(conn);
         Ok(SqliteBackend {
             inner: Arc::new(inner),
         })
@@ -116,27 +103,19 @@ impl SqliteBackend {
         tables: BTreeSet<String>,
         limits: QueryLimits,
     ) -> Result<QueryOutput, BackendError> {
-        let permit = tokio::time::timeout(
-            self.inner.pool_wait,
-            Arc::clone(&self.inner.permits).acquire_owned(),
-        )
-        .await
-        .map_err(|_| BackendError::Busy {
-            pool_size: self.inner.pool_size,
-            waited_ms: self.inner.pool_wait.as_millis(),
-        })?
-        .map_err(|_| BackendError::Internal {
-            message: "connection pool closed".into(),
-        })?;
+        let permit = self.inner.pool.permit().await?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let conn = inner.take()?;
+            let conn = match inner.pool.take_idle() {
+                Some(conn) => conn,
+                None => inner.open_connection()?,
+            };
             let result = run_guarded(&conn, &sql, &params, tables, &inner.real_tables, &limits);
             // Hooks are per query; never leave one installed on a pooled connection.
             conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
             conn.progress_handler(0, None::<fn() -> bool>);
-            inner.release(conn);
+            inner.pool.release(conn);
             result
         })
         .await
@@ -178,21 +157,6 @@ impl Inner {
         };
         harden().map_err(|e| unavailable(format!("hardening the connection: {e}")))?;
         Ok(conn)
-    }
-
-    fn take(&self) -> Result<Connection, BackendError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => self.open_connection(),
-        }
-    }
-
-    fn release(&self, conn: Connection) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
     }
 }
 
@@ -520,7 +484,7 @@ mod tests {
     #[tokio::test]
     async fn writes_fail_even_when_authorized_because_the_file_is_read_only() {
         let (_dir, backend) = store();
-        let conn = backend.inner.take().unwrap();
+        let conn = backend.inner.open_connection().unwrap();
         let err = conn.execute("DELETE FROM customers", []).unwrap_err();
         assert_eq!(err.sqlite_error_code(), Some(ErrorCode::ReadOnly));
     }

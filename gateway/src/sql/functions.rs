@@ -3,6 +3,8 @@
 //! Privet's own internal functions (a caller who could compute
 //! `privet_pseudonym` over guessed values could reverse pseudonyms).
 
+use crate::masks::Dialect;
+
 /// SQLite functions allowed in governed queries (lower case).
 const SQLITE_ALLOWED: &[&str] = &[
     // scalar
@@ -89,10 +91,124 @@ const SQLITE_ALLOWED: &[&str] = &[
     "nth_value",
 ];
 
-/// Whether `name` (as written) may be called.
-pub fn is_allowed(name: &str) -> bool {
+/// PostgreSQL functions allowed in governed queries (lower case). Left out
+/// on purpose: settings (`current_setting`, `set_config`: the pseudonym keys
+/// live in session settings), every `pg_*`, `lo_*`, `dblink*`, `*_to_xml`
+/// (they run queries of their own), catalog casts (`to_regclass`),
+/// `version`, `current_user`, sequences, sleeps and set-returning functions.
+const POSTGRES_ALLOWED: &[&str] = &[
+    // string
+    "ascii",
+    "btrim",
+    "char_length",
+    "character_length",
+    "chr",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "greatest",
+    "initcap",
+    "least",
+    "left",
+    "length",
+    "lower",
+    "lpad",
+    "ltrim",
+    "md5",
+    "nullif",
+    "octet_length",
+    "position",
+    "repeat",
+    "replace",
+    "reverse",
+    "right",
+    "rpad",
+    "rtrim",
+    "split_part",
+    "starts_with",
+    "strpos",
+    "substr",
+    "substring",
+    "translate",
+    "trim",
+    "upper",
+    // math
+    "abs",
+    "cbrt",
+    "ceil",
+    "ceiling",
+    "degrees",
+    "div",
+    "exp",
+    "floor",
+    "ln",
+    "log",
+    "log10",
+    "mod",
+    "pi",
+    "power",
+    "radians",
+    "random",
+    "round",
+    "sign",
+    "sqrt",
+    "trunc",
+    "width_bucket",
+    "acos",
+    "asin",
+    "atan",
+    "atan2",
+    "cos",
+    "sin",
+    "tan",
+    // date and time
+    "age",
+    "date_part",
+    "date_trunc",
+    "extract",
+    "make_date",
+    "make_timestamp",
+    "now",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    // aggregate
+    "avg",
+    "bool_and",
+    "bool_or",
+    "count",
+    "every",
+    "max",
+    "min",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "string_agg",
+    "sum",
+    "var_pop",
+    "var_samp",
+    "variance",
+    // window
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+];
+
+/// Whether `name` (as written) may be called on a `dialect` backend.
+pub fn is_allowed(name: &str, dialect: Dialect) -> bool {
     let lower = name.to_ascii_lowercase();
-    SQLITE_ALLOWED.contains(&lower.as_str())
+    match dialect {
+        Dialect::Sqlite => SQLITE_ALLOWED.contains(&lower.as_str()),
+        Dialect::Postgres => POSTGRES_ALLOWED.contains(&lower.as_str()),
+    }
 }
 
 #[cfg(test)]
@@ -109,7 +225,10 @@ mod tests {
             "row_number",
             "group_concat",
         ] {
-            assert!(is_allowed(f), "{f}");
+            assert!(is_allowed(f, Dialect::Sqlite), "{f}");
+        }
+        for f in ["lower", "COUNT", "date_trunc", "string_agg", "right"] {
+            assert!(is_allowed(f, Dialect::Postgres), "{f}");
         }
         for f in [
             "load_extension",
@@ -122,8 +241,19 @@ mod tests {
             "json_each",
             "pg_read_file",
             "dblink",
+            "current_setting",
+            "set_config",
+            "pg_sleep",
+            "pg_ls_dir",
+            "query_to_xml",
+            "lo_import",
+            "to_regclass",
+            "version",
+            "nextval",
+            "generate_series",
         ] {
-            assert!(!is_allowed(f), "{f}");
+            assert!(!is_allowed(f, Dialect::Sqlite), "{f}");
+            assert!(!is_allowed(f, Dialect::Postgres), "{f}");
         }
     }
 }

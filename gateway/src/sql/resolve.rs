@@ -25,6 +25,7 @@ use sqlparser::parser::Parser;
 use super::functions;
 use super::AnalysisError;
 use crate::catalog::{Catalog, TableInfo};
+use crate::catalog::NameRule;
 use crate::masks::{self, Dialect, Mask};
 
 /// How a column is used.
@@ -183,6 +184,16 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The pseudonym domains the applied views compute.
+    pub fn pseudonym_domains(&self) -> BTreeSet<String> {
+        self.views
+            .values()
+            .flat_map(|v| v.columns.iter())
+            .filter(|c| c.mask == Some(Mask::Pseudonym))
+            .map(|c| c.domain.clone())
+            .collect()
+    }
+
     /// The transform each output column shows (`mask:NAME`), for direct
     /// projections of masked columns.
     pub fn transforms(&self) -> Vec<Option<String>> {
@@ -210,14 +221,14 @@ struct Relation {
 }
 
 impl Relation {
-    fn matches(&self, name: &str) -> bool {
-        self.ident.value.eq_ignore_ascii_case(name)
+    fn matches(&self, name: &str, rule: NameRule) -> bool {
+        rule.eq(&self.ident.value, name)
     }
 
-    fn column(&self, name: &str) -> Option<&Lineage> {
+    fn column(&self, name: &str, rule: NameRule) -> Option<&Lineage> {
         self.columns
             .iter()
-            .find(|(c, _)| c.eq_ignore_ascii_case(name))
+            .find(|(c, _)| rule.eq(c, name))
             .map(|(_, l)| l)
     }
 }
@@ -228,14 +239,17 @@ struct Scope<'a> {
     /// Output aliases, for ORDER BY / GROUP BY / HAVING.
     aliases: Vec<(String, Lineage)>,
     parent: Option<&'a Scope<'a>>,
+    /// How names compare in the backend's dialect.
+    rule: NameRule,
 }
 
 impl<'a> Scope<'a> {
-    fn new(parent: Option<&'a Scope<'a>>) -> Scope<'a> {
+    fn new(parent: Option<&'a Scope<'a>>, rule: NameRule) -> Scope<'a> {
         Scope {
             relations: Vec::new(),
             aliases: Vec::new(),
             parent,
+            rule,
         }
     }
 }
@@ -311,7 +325,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             let Some(vc) = view
                 .columns
                 .iter()
-                .find(|c| c.name.eq_ignore_ascii_case(&column.column))
+                .find(|c| self.catalog.name_rule().eq(&c.name, &column.column))
             else {
                 continue;
             };
@@ -404,12 +418,12 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                         col.0 = def.name.value.clone();
                     }
                 }
-                env.push((cte.alias.name.value.to_ascii_lowercase(), columns));
+                env.push((cte.alias.name.value.clone(), columns));
             }
         }
         let outputs = self.set_expr(&mut q.body, &env, outer, q.order_by.as_mut())?;
         if let Some(limit) = &mut q.limit_clause {
-            let scope = Scope::new(outer);
+            let scope = Scope::new(outer, self.catalog.name_rule());
             match limit {
                 LimitClause::LimitOffset {
                     limit,
@@ -471,7 +485,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 Ok(outputs)
             }
             SetExpr::Values(values) => {
-                let scope = Scope::new(outer);
+                let scope = Scope::new(outer, self.catalog.name_rule());
                 let mut outputs: Vec<(String, Lineage)> = Vec::new();
                 for row in &mut values.rows {
                     for (i, e) in row.iter_mut().enumerate() {
@@ -505,7 +519,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         let Some(order_by) = order_by else {
             return Ok(());
         };
-        let mut scope = Scope::new(outer);
+        let mut scope = Scope::new(outer, self.catalog.name_rule());
         scope.aliases = outputs.to_vec();
         self.order_by(order_by, &scope, ctes, outputs)
     }
@@ -593,7 +607,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 }
             )));
         }
-        let mut scope = Scope::new(outer);
+        let mut scope = Scope::new(outer, self.catalog.name_rule());
         for twj in &mut s.from {
             self.table_with_joins(twj, &mut scope, ctes)?;
         }
@@ -662,7 +676,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                     let relation = scope
                         .relations
                         .iter()
-                        .find(|r| r.matches(&target))
+                        .find(|r| r.matches(&target, scope.rule))
                         .ok_or_else(|| AnalysisError::UnknownColumn {
                             name: format!("{name}.*"),
                         })?
@@ -772,12 +786,12 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 for name in names.iter() {
                     let column = relation_name(name)?;
                     let right = relation
-                        .column(&column)
+                        .column(&column, scope.rule)
                         .ok_or_else(|| AnalysisError::UnknownColumn {
                             name: column.clone(),
                         })?
                         .clone();
-                    let left = lookup_in(&scope.relations, &column)?.ok_or_else(|| {
+                    let left = lookup_in(&scope.relations, &column, scope.rule)?.ok_or_else(|| {
                         AnalysisError::UnknownColumn {
                             name: column.clone(),
                         }
@@ -789,7 +803,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             }
             JoinConstraint::Natural => {
                 for (column, right) in &relation.columns {
-                    if let Some(left) = lookup_in(&scope.relations, column)? {
+                    if let Some(left) = lookup_in(&scope.relations, column, scope.rule)? {
                         self.record(right, Usage::Join, false);
                         self.record(&left, Usage::Join, false);
                     }
@@ -843,7 +857,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                     if let Some((_, columns)) = ctes
                         .iter()
                         .rev()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(&single.value))
+                        .find(|(n, _)| self.catalog.name_rule().eq(n, &single.value))
                     {
                         let ident = alias
                             .as_ref()
@@ -858,7 +872,14 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 }
                 let table_ident = match parts.as_slice() {
                     [table] => table.clone(),
-                    [schema, table] if schema.value.eq_ignore_ascii_case("main") => table.clone(),
+                    [schema, table]
+                        if self
+                            .catalog
+                            .name_rule()
+                            .eq(&schema.value, self.catalog.schema()) =>
+                    {
+                        table.clone()
+                    }
                     _ => {
                         return Err(AnalysisError::UnknownTable {
                             name: name.to_string(),
@@ -949,7 +970,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 }
                 // The nested join's relations join the enclosing scope; return
                 // them merged as one relation list via a nested scope.
-                let mut nested = Scope::new(scope.parent);
+                let mut nested = Scope::new(scope.parent, scope.rule);
                 self.table_with_joins(table_with_joins, &mut nested, ctes)?;
                 if nested.relations.len() == 1 {
                     return nested
@@ -1036,7 +1057,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             ..
         }) = select.from.first_mut()
         {
-            *name = base_table_name(&view.table);
+            *name = base_table_name(self.catalog.schema(), &view.table);
         }
         let mut filter_tables = Vec::new();
         if let Some(filter) = &view.row_filter {
@@ -1045,7 +1066,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             // caller's CTE named like the table must not stand in for it.
             let _ = sqlparser::ast::visit_relations_mut(&mut predicate, |name| {
                 if let Some(t) = self.catalog.table(&name.to_string()) {
-                    *name = base_table_name(&t.name);
+                    *name = base_table_name(self.catalog.schema(), &t.name);
                     filter_tables.push(t.name.clone());
                 }
                 std::ops::ControlFlow::<()>::Continue(())
@@ -1221,9 +1242,17 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 l.merge(sub!(pattern));
                 l
             }
-            Expr::Cast { expr, format, .. } => {
+            Expr::Cast {
+                expr,
+                format,
+                data_type,
+                ..
+            } => {
                 if format.is_some() {
                     return Err(unsupported("CAST ... FORMAT"));
+                }
+                if self.dialect == Dialect::Postgres && !postgres_cast_allowed(data_type) {
+                    return Err(unsupported(format!("a cast to `{data_type}`")));
                 }
                 sub!(expr).derived()
             }
@@ -1345,7 +1374,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 })
             }
         };
-        if !functions::is_allowed(&name) {
+        if !functions::is_allowed(&name, self.dialect) {
             return Err(AnalysisError::FunctionNotAllowed { name });
         }
         if f.uses_odbc_syntax
@@ -1403,6 +1432,47 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         }
         Ok(l.derived())
     }
+}
+
+/// Types a PostgreSQL query may cast to: values, not catalog lookups (a
+/// cast to `regclass` or `regproc` would read the catalog by name).
+fn postgres_cast_allowed(data_type: &sqlparser::ast::DataType) -> bool {
+    use sqlparser::ast::DataType as T;
+    matches!(
+        data_type,
+        T::Character(_)
+            | T::Char(_)
+            | T::CharacterVarying(_)
+            | T::CharVarying(_)
+            | T::Varchar(_)
+            | T::Text
+            | T::Uuid
+            | T::Numeric(_)
+            | T::Decimal(_)
+            | T::Dec(_)
+            | T::Float(_)
+            | T::Real
+            | T::Float4
+            | T::Float8
+            | T::Double(_)
+            | T::DoublePrecision
+            | T::Int2(_)
+            | T::SmallInt(_)
+            | T::Int(_)
+            | T::Int4(_)
+            | T::Integer(_)
+            | T::Int8(_)
+            | T::BigInt(_)
+            | T::Bool
+            | T::Boolean
+            | T::Date
+            | T::Time(..)
+            | T::Timestamp(..)
+            | T::Interval { .. }
+            | T::JSON
+            | T::JSONB
+            | T::Bytea
+    )
 }
 
 /// Operators a query may use: arithmetic, comparison, logic, concatenation,
@@ -1494,7 +1564,7 @@ fn push_relation(scope: &mut Scope<'_>, relation: Relation) -> Result<(), Analys
     if scope
         .relations
         .iter()
-        .any(|r| r.matches(&relation.ident.value))
+        .any(|r| r.matches(&relation.ident.value, scope.rule))
     {
         return Err(unsupported(format!(
             "the name `{}` used for two tables in one FROM clause; give one an alias",
@@ -1506,8 +1576,12 @@ fn push_relation(scope: &mut Scope<'_>, relation: Relation) -> Result<(), Analys
 }
 
 /// A column by name among relations; ambiguity is an error.
-fn lookup_in(relations: &[Relation], column: &str) -> Result<Option<Lineage>, AnalysisError> {
-    let mut found = relations.iter().filter_map(|r| r.column(column));
+fn lookup_in(
+    relations: &[Relation],
+    column: &str,
+    rule: NameRule,
+) -> Result<Option<Lineage>, AnalysisError> {
+    let mut found = relations.iter().filter_map(|r| r.column(column, rule));
     match (found.next(), found.next()) {
         (Some(l), None) => Ok(Some(l.clone())),
         (Some(_), Some(_)) => Err(AnalysisError::AmbiguousColumn {
@@ -1539,11 +1613,11 @@ fn lookup(
     while let Some(s) = current {
         match parts {
             [column] => {
-                let from = lookup_in(&s.relations, &column.value)?;
+                let from = lookup_in(&s.relations, &column.value, s.rule)?;
                 let alias = if first && aliases == AliasRule::Also {
                     s.aliases
                         .iter()
-                        .find(|(a, _)| a.eq_ignore_ascii_case(&column.value))
+                        .find(|(a, _)| s.rule.eq(a, &column.value))
                         .map(|(_, l)| l.clone())
                 } else {
                     None
@@ -1558,8 +1632,12 @@ fn lookup(
                 }
             }
             [relation, column] => {
-                if let Some(r) = s.relations.iter().find(|r| r.matches(&relation.value)) {
-                    return r.column(&column.value).cloned().ok_or_else(|| {
+                if let Some(r) = s
+                    .relations
+                    .iter()
+                    .find(|r| r.matches(&relation.value, s.rule))
+                {
+                    return r.column(&column.value, s.rule).cloned().ok_or_else(|| {
                         denied_reference(scope, parts).unwrap_or(AnalysisError::UnknownColumn {
                             name: display.clone(),
                         })
@@ -1589,14 +1667,14 @@ fn denied_reference(scope: &Scope<'_>, parts: &[Ident]) -> Option<AnalysisError>
     let mut current = Some(scope);
     while let Some(s) = current {
         for r in &s.relations {
-            if relation.is_some_and(|name| !r.matches(&name.value)) {
+            if relation.is_some_and(|name| !r.matches(&name.value, s.rule)) {
                 continue;
             }
             let Some(view) = &r.denied else { continue };
             if let Some(d) = view
                 .denied
                 .iter()
-                .find(|d| d.name.eq_ignore_ascii_case(&column.value))
+                .find(|d| s.rule.eq(&d.name, &column.value))
             {
                 return Some(AnalysisError::Denied {
                     table: view.table.clone(),
@@ -1638,9 +1716,9 @@ fn usage_phrase(u: Usage) -> &'static str {
 /// name inside the rewritten statement would resolve to a caller's CTE of
 /// the same name (CTE names shadow tables), letting the caller substitute
 /// rows of its own under a view's masks and filters.
-fn base_table_name(table: &str) -> ObjectName {
+fn base_table_name(schema: &str, table: &str) -> ObjectName {
     ObjectName::from(vec![
-        Ident::new("main"),
+        Ident::with_quote('"', schema.to_string()),
         Ident::with_quote('"', table.to_string()),
     ])
 }

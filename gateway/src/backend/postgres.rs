@@ -1,0 +1,375 @@
+//! The PostgreSQL backend: a bounded pool of tokio-postgres connections,
+//! each a read-only session with the statement timeout set, running the
+//! analyzer's rewritten SQL with bound parameters and converting results
+//! exactly ([`super::pg_values`]).
+//!
+//! Sessions are hardened once, when opened: `default_transaction_read_only`
+//! (whatever gets past the analyzer cannot write), `statement_timeout`,
+//! `search_path = pg_catalog` (rewritten statements name every table with
+//! its schema; nothing in the governed schema can shadow a function), UTC.
+//! The policy views' pseudonym keys are set per domain, when a query first
+//! needs them, as bound parameters (never in SQL text). A connection that
+//! fails is dropped and a new one opened on the next request, so the
+//! gateway recovers by itself when the server comes back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::pg_values::{self, RawValue, TextParam};
+use super::pool::Pool;
+use super::{BackendError, BackendQuery, OutputColumn, QueryOutput};
+use crate::catalog::{Catalog, ColumnInfo, TableInfo};
+use crate::config::{Limits, PostgresUrl};
+
+/// Prepared statements kept per connection (cleared when full).
+const STATEMENT_CACHE: usize = 256;
+
+/// Extra time the client waits beyond the server's statement timeout before
+/// it gives the connection up (a server that stopped answering).
+const CLIENT_GRACE: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL backend. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: PostgresUrl,
+    schema: String,
+    token_key: Arc<vault::TokenKey>,
+    statement_timeout: Duration,
+    pool: Pool<PgConnection>,
+}
+
+/// One session and what it already holds.
+struct PgConnection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+    /// Pseudonym domains whose keys this session has.
+    domains: BTreeSet<String>,
+}
+
+impl PostgresBackend {
+    /// Connects once to check the server, the credentials and the schema.
+    pub async fn open(
+        url: &PostgresUrl,
+        schema: &str,
+        limits: &Limits,
+        token_key: Arc<vault::TokenKey>,
+    ) -> Result<PostgresBackend, BackendError> {
+        let inner = Inner {
+            url: url.clone(),
+            schema: schema.to_owned(),
+            token_key,
+            statement_timeout: limits.statement_timeout,
+            pool: Pool::new(limits.pool_size, limits.pool_wait),
+        };
+        let conn = inner.connect().await?;
+        let exists = conn
+            .client
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+            .await
+            .map_err(|e| inner.error(&e))?;
+        if exists.is_none() {
+            return Err(inner.unavailable(format!(
+                "the database has no schema `{schema}` (set `schema` in privet.toml, or seed the demo with `privet seed --backend URL --schema {schema}`)"
+            )));
+        }
+        inner.pool.release(conn);
+        Ok(PostgresBackend {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// `postgres://user@host:port/db (schema s)`: never the password.
+    pub fn describe(&self) -> String {
+        format!("{} (schema {})", self.inner.url, self.inner.schema)
+    }
+
+    /// Tables (and views) of the governed schema with their columns, types
+    /// and primary keys, in column order.
+    pub async fn catalog(&self) -> Result<Catalog, BackendError> {
+        let _permit = self.inner.pool.permit().await?;
+        let conn = self.inner.take().await?;
+        let rows = conn
+            .client
+            .query(
+                "SELECT c.relname::text, a.attname::text, \
+                        format_type(a.atttypid, a.atttypmod), \
+                        COALESCE(a.attnum = ANY (i.indkey), false) \
+                 FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
+                 ORDER BY c.relname, a.attnum",
+                &[&self.inner.schema],
+            )
+            .await
+            .map_err(|e| self.inner.error(&e))?;
+        self.inner.pool.release(conn);
+        let mut tables: Vec<TableInfo> = Vec::new();
+        for row in rows {
+            let (table, column, decl_type, primary_key): (String, String, String, bool) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            if tables.last().is_none_or(|t| t.name != table) {
+                tables.push(TableInfo {
+                    name: table,
+                    columns: Vec::new(),
+                });
+            }
+            if let Some(t) = tables.last_mut() {
+                t.columns.push(ColumnInfo {
+                    name: column,
+                    decl_type,
+                    primary_key,
+                });
+            }
+        }
+        Catalog::postgres(&self.inner.schema, tables).map_err(|e| BackendError::Internal {
+            message: e.to_string(),
+        })
+    }
+
+    /// Runs one analyzed statement with its parameters bound.
+    pub async fn query(&self, query: BackendQuery) -> Result<QueryOutput, BackendError> {
+        let _permit = self.inner.pool.permit().await?;
+        let mut conn = self.inner.take().await?;
+        let deadline = query.limits.timeout + CLIENT_GRACE;
+        match tokio::time::timeout(deadline, self.inner.run(&mut conn, &query)).await {
+            Ok(Ok((output, reusable))) => {
+                if reusable {
+                    self.inner.pool.release(conn);
+                }
+                Ok(output)
+            }
+            Ok(Err(e)) => {
+                // A statement error leaves the session usable; anything else
+                // (the server went away, a timeout mid-stream) does not.
+                if matches!(e, BackendError::Query { .. } | BackendError::Timeout { .. })
+                    && !conn.client.is_closed()
+                {
+                    self.inner.pool.release(conn);
+                } else {
+                    self.inner.pool.clear_idle();
+                }
+                Err(e)
+            }
+            Err(_) => Err(self.inner.unavailable(format!(
+                "no answer within {} ms",
+                deadline.as_millis()
+            ))),
+        }
+    }
+}
+
+impl Inner {
+    fn unavailable(&self, message: String) -> BackendError {
+        BackendError::Unavailable {
+            backend: self.url.redacted().to_owned(),
+            message,
+        }
+    }
+
+    /// Maps a driver error. The server's messages name no credential; the
+    /// connection string is never part of them.
+    fn error(&self, e: &tokio_postgres::Error) -> BackendError {
+        let Some(db) = e.as_db_error() else {
+            return self.unavailable(e.to_string());
+        };
+        let code = db.code();
+        if *code == SqlState::QUERY_CANCELED {
+            BackendError::Timeout {
+                timeout_ms: self.statement_timeout.as_millis(),
+            }
+        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            // The database's own grants held: the second wall.
+            BackendError::Refused {
+                message: db.message().to_owned(),
+            }
+        } else if code.code().starts_with("08")
+            || code.code().starts_with("28")
+            || code.code().starts_with("53")
+            || code.code().starts_with("57P")
+        {
+            self.unavailable(db.message().to_owned())
+        } else {
+            BackendError::Query {
+                message: db.message().to_owned(),
+            }
+        }
+    }
+
+    /// An idle session that is still open, or a new one.
+    async fn take(&self) -> Result<PgConnection, BackendError> {
+        while let Some(conn) = self.pool.take_idle() {
+            if !conn.client.is_closed() {
+                return Ok(conn);
+            }
+        }
+        self.connect().await
+    }
+
+    async fn connect(&self) -> Result<PgConnection, BackendError> {
+        let (client, connection) = self
+            .url
+            .connect_config()
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.error(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        let setup = format!(
+            "SET default_transaction_read_only = on; \
+             SET statement_timeout = {}; \
+             SET search_path = pg_catalog; \
+             SET TimeZone = 'UTC'; \
+             SET DateStyle = 'ISO, YMD'; \
+             SET IntervalStyle = 'iso_8601'",
+            self.statement_timeout.as_millis()
+        );
+        client
+            .batch_execute(&setup)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(PgConnection {
+            client,
+            statements: HashMap::new(),
+            domains: BTreeSet::new(),
+        })
+    }
+
+    /// Runs `query` on `conn`; also says whether the session may be reused.
+    async fn run(
+        &self,
+        conn: &mut PgConnection,
+        query: &BackendQuery,
+    ) -> Result<(QueryOutput, bool), BackendError> {
+        self.give_keys(conn, &query.pseudonym_domains).await?;
+        let statement = match conn.statements.get(&query.sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = conn
+                    .client
+                    .prepare(&query.sql)
+                    .await
+                    .map_err(|e| self.error(&e))?;
+                if conn.statements.len() >= STATEMENT_CACHE {
+                    conn.statements.clear();
+                }
+                conn.statements.insert(query.sql.clone(), s.clone());
+                s
+            }
+        };
+        if statement.params().len() != query.params.len() {
+            return Err(BackendError::Internal {
+                message: format!(
+                    "the statement has {} parameters, {} were given",
+                    statement.params().len(),
+                    query.params.len()
+                ),
+            });
+        }
+        let columns: Vec<OutputColumn> = statement
+            .columns()
+            .iter()
+            .map(|c| OutputColumn {
+                name: c.name().to_owned(),
+                type_name: Some(c.type_().name().to_owned()),
+            })
+            .collect();
+        let params = query.params.iter().map(|p| TextParam(p));
+        let stream = conn
+            .client
+            .query_raw(&statement, params)
+            .await
+            .map_err(|e| self.error(&e))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut rows = Vec::new();
+        let mut truncated = false;
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(|e| self.error(&e))?;
+            if rows.len() == query.limits.max_rows {
+                truncated = true;
+                break;
+            }
+            let mut values = Vec::with_capacity(columns.len());
+            for (i, column) in statement.columns().iter().enumerate() {
+                let raw: Option<RawValue<'_>> =
+                    row.try_get(i).map_err(|e| BackendError::Internal {
+                        message: format!("reading column {}: {e}", column.name()),
+                    })?;
+                let value = pg_values::to_json(column.type_(), raw.map(|r| r.0)).map_err(|e| {
+                    BackendError::Query {
+                        message: format!("column `{}`: {e}", column.name()),
+                    }
+                })?;
+                values.push(value);
+            }
+            rows.push(values);
+        }
+        if truncated {
+            // Stop the server sending the rest. The cancel could race with a
+            // later statement on this session, so the session is not reused.
+            let cancel = conn.client.cancel_token();
+            tokio::spawn(async move {
+                let _ = cancel.cancel_query(NoTls).await;
+            });
+        }
+        Ok((
+            QueryOutput {
+                columns,
+                rows,
+                truncated,
+            },
+            !truncated,
+        ))
+    }
+
+    /// Sets the pseudonym keys of `domains` this session does not have yet,
+    /// in one round trip, as bound parameters.
+    async fn give_keys(
+        &self,
+        conn: &mut PgConnection,
+        domains: &BTreeSet<String>,
+    ) -> Result<(), BackendError> {
+        let missing: Vec<String> = domains.difference(&conn.domains).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut values: Vec<String> = Vec::with_capacity(missing.len() * 2);
+        let mut calls = Vec::with_capacity(missing.len());
+        for (i, domain) in missing.iter().enumerate() {
+            values.push(crate::masks::pseudonym_setting(domain));
+            values.push(crate::masks::pseudonym_setting_value(
+                &self.token_key,
+                domain,
+            ));
+            calls.push(format!(
+                "set_config(${}::text, ${}::text, false)",
+                2 * i + 1,
+                2 * i + 2
+            ));
+        }
+        let sql = format!("SELECT {}", calls.join(", "));
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        conn.client
+            .query(&sql, &params)
+            .await
+            .map_err(|e| self.error(&e))?;
+        conn.domains.extend(missing);
+        Ok(())
+    }
+}
