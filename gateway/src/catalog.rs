@@ -103,7 +103,8 @@ impl Catalog {
         let mut folded = BTreeMap::new();
         let mut by_name = BTreeMap::new();
         for table in tables {
-            if let Some(other) = folded.insert(table.name.to_ascii_lowercase(), table.name.clone()) {
+            if let Some(other) = folded.insert(table.name.to_ascii_lowercase(), table.name.clone())
+            {
                 return Err(CatalogError(format!(
                     "schema `{schema}` has tables `{other}` and `{}` whose names differ only in case; \
                      Privet cannot govern them unambiguously (rename one, or govern another schema)",

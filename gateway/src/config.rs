@@ -85,7 +85,9 @@ impl PostgresUrl {
             "postgres://{}@{}:{port}/{}",
             config.get_user().unwrap_or("postgres"),
             host(0),
-            config.get_dbname().unwrap_or(config.get_user().unwrap_or("postgres")),
+            config
+                .get_dbname()
+                .unwrap_or(config.get_user().unwrap_or("postgres")),
         );
         Ok(PostgresUrl {
             url: url.to_owned(),
@@ -141,7 +143,11 @@ impl BackendConfig {
 
     /// A backend from a `--backend` value: `sqlite:PATH` (relative to
     /// `data_dir`) or a PostgreSQL URL.
-    pub fn from_arg(value: &str, schema: Option<&str>, data_dir: &Path) -> Result<BackendConfig, String> {
+    pub fn from_arg(
+        value: &str,
+        schema: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<BackendConfig, String> {
         parse_backend_value(value, schema, data_dir)
     }
 }
@@ -741,17 +747,27 @@ mod tests {
 
     #[test]
     fn postgres_backends_are_parsed_and_never_shown_with_their_password() {
-        let c = parse("backend = \"postgres://app:s3cret@db.internal:6543/shop\"\nschema = \"sales\"\n")
-            .unwrap();
+        let c = parse(
+            "backend = \"postgres://app:s3cret@db.internal:6543/shop\"\nschema = \"sales\"\n",
+        )
+        .unwrap();
         let BackendConfig::Postgres { url, schema } = &c.backend else {
             panic!("{:?}", c.backend)
         };
         assert_eq!(schema, "sales");
         assert_eq!(url.redacted(), "postgres://app@db.internal:6543/shop");
-        for shown in [format!("{url}"), format!("{url:?}"), format!("{c:?}"), c.backend.describe()] {
+        for shown in [
+            format!("{url}"),
+            format!("{url:?}"),
+            format!("{c:?}"),
+            c.backend.describe(),
+        ] {
             assert!(!shown.contains("s3cret"), "{shown}");
         }
-        assert_eq!(url.connect_config().get_password(), Some(b"s3cret".as_slice()));
+        assert_eq!(
+            url.connect_config().get_password(),
+            Some(b"s3cret".as_slice())
+        );
         let c = parse("backend = \"postgresql://app@db/shop\"\n").unwrap();
         assert!(matches!(&c.backend, BackendConfig::Postgres { schema, .. } if schema == "public"));
         let e = parse("schema = \"x\"\n").unwrap_err();

@@ -160,9 +160,9 @@ fn run(cli: Cli) -> Result<bool> {
 async fn run_command(command: Command, sources: Sources) -> Result<bool> {
     match command {
         Command::Serve { listen } => serve(&sources, listen).await.map(|()| true),
-        Command::Seed { scale, seed, force } => {
-            seed_store(&sources, scale, seed, force).await.map(|()| true)
-        }
+        Command::Seed { scale, seed, force } => seed_store(&sources, scale, seed, force)
+            .await
+            .map(|()| true),
         Command::Explain {
             principal,
             purpose,
@@ -437,8 +437,7 @@ async fn seed_store(sources: &Sources, scale: f64, seed_value: u64, force: bool)
     let summary = match &backend {
         BackendConfig::Sqlite { path } => seed::seed_sqlite(path, &opts, force)?,
         BackendConfig::Postgres { url, schema } => {
-            seed::seed_postgres(&url.connect_config(), url.redacted(), schema, &opts, force)
-                .await?
+            seed::seed_postgres(&url.connect_config(), url.redacted(), schema, &opts, force).await?
         }
     };
     println!(

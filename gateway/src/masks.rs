@@ -602,7 +602,10 @@ mod tests {
             pseudonym.contains("current_setting('privet.pseudonym_742e76')"),
             "{pseudonym}"
         );
-        assert!(pseudonym.contains("convert_to(CAST(v AS TEXT), 'UTF8')"), "{pseudonym}");
+        assert!(
+            pseudonym.contains("convert_to(CAST(v AS TEXT), 'UTF8')"),
+            "{pseudonym}"
+        );
     }
 
     #[test]
@@ -623,7 +626,10 @@ mod tests {
             &[&pads[64..], inner.as_ref()].concat(),
         );
         assert_eq!(outer.as_ref(), key.mac("customer", b"42"));
-        assert_eq!(pseudonym_setting("customers.id"), "privet.pseudonym_637573746f6d6572732e6964");
+        assert_eq!(
+            pseudonym_setting("customers.id"),
+            "privet.pseudonym_637573746f6d6572732e6964"
+        );
     }
 
     #[test]

@@ -96,7 +96,10 @@ pub enum SeedError {
     },
     /// The PostgreSQL schema name cannot be used as given.
     #[error("invalid PostgreSQL schema name {schema:?}: {reason}")]
-    BadSchemaName { schema: String, reason: &'static str },
+    BadSchemaName {
+        schema: String,
+        reason: &'static str,
+    },
     /// PostgreSQL failed while seeding (the transaction was rolled back, so
     /// the schema is untouched). `backend` names the server without
     /// credentials; `message` says which step failed and why.

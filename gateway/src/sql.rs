@@ -249,6 +249,15 @@ mod tests {
     use crate::masks::Mask;
 
     fn catalog() -> Catalog {
+        Catalog::new(test_tables())
+    }
+
+    /// The same tables in PostgreSQL schema `public`.
+    fn pg_catalog() -> Catalog {
+        Catalog::postgres("public", test_tables()).unwrap()
+    }
+
+    fn test_tables() -> Vec<TableInfo> {
         let table = |name: &str, columns: &[&str]| TableInfo {
             name: name.to_string(),
             columns: columns
@@ -260,11 +269,11 @@ mod tests {
                 })
                 .collect(),
         };
-        Catalog::new([
+        vec![
             table("customers", &["id", "email", "phone", "region", "opt_in"]),
             table("orders", &["id", "customer_id", "total"]),
             table("payments", &["id", "order_id", "card"]),
-        ])
+        ]
     }
 
     /// A test policy: per table, column → Some(mask) visible / None denied;
@@ -628,7 +637,7 @@ mod tests {
         assert_eq!(q.resolved.params, ["EU"]);
         assert!(
             q.sql
-                .contains("FROM main.\"customers\" WHERE (region = ?1)) AS c"),
+                .contains("FROM \"main\".\"customers\" WHERE (region = ?1)) AS c"),
             "{}",
             q.sql
         );
@@ -667,52 +676,72 @@ mod tests {
         }
     }
 
-    /// A mask the database cannot compute (a pseudonym on PostgreSQL: the key
-    /// never goes to the database) is applied to results, so the raw value
-    /// flows through the view: only a direct projection may use it.
+    /// Pseudonyms are computed inside the view on both backends, so every
+    /// use of the token (joins, grouping, comparisons) sees only tokens. On
+    /// PostgreSQL the key comes from a session setting, never the statement.
     #[test]
-    fn masks_outside_sql_allow_direct_projection_only() {
+    fn pseudonyms_are_computed_in_the_view_on_both_backends() {
         let policy = Policy {
             masks: BTreeMap::from([("orders.customer_id", Mask::Pseudonym)]),
             ..Policy::default()
         };
-        let pg = |sql: &str| analyze(sql, &catalog(), &policy, Dialect::Postgres);
-        let q = pg("SELECT customer_id, total FROM orders").unwrap();
-        assert!(
-            q.sql
-                .contains("SELECT \"id\", \"customer_id\", \"total\" FROM"),
-            "raw in the view: {}",
-            q.sql
-        );
-        for sql in [
-            "SELECT customer_id FROM orders WHERE customer_id = 42",
-            "SELECT customer_id + 0 FROM orders",
-            "SELECT total FROM orders ORDER BY customer_id",
-            "SELECT count(*) FROM orders GROUP BY customer_id",
-            "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id",
-            "SELECT x FROM (SELECT lower(customer_id) AS x FROM orders)",
-        ] {
-            match pg(sql) {
-                Err(AnalysisError::Denied {
-                    column, message, ..
-                }) => {
-                    assert_eq!(column.as_deref(), Some("customer_id"), "{sql}");
-                    assert!(
-                        message.contains("masked (pseudonym) after the query"),
-                        "{sql}: {message}"
-                    );
-                }
-                other => panic!("{sql}: {other:?}"),
+        for mask in Mask::ALL {
+            for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+                assert!(
+                    crate::masks::computed_in_sql(mask, dialect),
+                    "{mask} {dialect:?}"
+                );
             }
         }
-        // In SQLite the pseudonym is computed inside the view: every use is fine.
-        let sqlite = analyze(
-            "SELECT customer_id FROM orders WHERE customer_id = 42",
-            &catalog(),
-            &policy,
-            Dialect::Sqlite,
+        let sql = "SELECT customer_id FROM orders WHERE customer_id = 'tok_x' GROUP BY customer_id";
+        let pg = analyze(sql, &pg_catalog(), &policy, Dialect::Postgres).unwrap();
+        assert!(
+            pg.sql.contains("current_setting('privet.pseudonym_")
+                && pg.sql.contains("FROM \"public\".\"orders\""),
+            "{}",
+            pg.sql
         );
-        assert!(sqlite.unwrap().sql.contains("privet_pseudonym"));
+        assert_eq!(
+            pg.resolved.pseudonym_domains(),
+            std::collections::BTreeSet::from(["orders.customer_id".to_string()])
+        );
+        let sqlite = analyze(sql, &catalog(), &policy, Dialect::Sqlite).unwrap();
+        assert!(
+            sqlite.sql.contains("privet_pseudonym('orders.customer_id'"),
+            "{}",
+            sqlite.sql
+        );
+    }
+
+    /// PostgreSQL folds unquoted names to lower case and keeps quoted ones:
+    /// a quoted CTE name that differs in case does not shadow the table.
+    #[test]
+    fn postgres_names_fold_like_postgresql() {
+        let policy = Policy::default();
+        let pg = |sql: &str| analyze(sql, &pg_catalog(), &policy, Dialect::Postgres);
+        let q = pg("WITH \"Orders\" AS (SELECT 1 AS id) SELECT id FROM ORDERS").unwrap();
+        assert!(
+            q.sql.contains("FROM \"public\".\"orders\""),
+            "the view applies: {}",
+            q.sql
+        );
+        assert!(matches!(
+            pg("SELECT id FROM main.orders"),
+            Err(AnalysisError::UnknownTable { .. })
+        ));
+        assert!(matches!(
+            pg("SELECT id FROM \"ORDERS\""),
+            Err(AnalysisError::UnknownTable { .. })
+        ));
+        assert!(pg("SELECT ID FROM Orders").is_ok());
+        assert!(matches!(
+            pg("SELECT current_setting('x') FROM orders"),
+            Err(AnalysisError::FunctionNotAllowed { .. })
+        ));
+        assert!(matches!(
+            pg("SELECT CAST(id AS regclass) FROM orders"),
+            Err(AnalysisError::Unsupported(_))
+        ));
     }
 
     /// The parse cache holds parser output only: the same text analyzed for
@@ -797,10 +826,10 @@ mod tests {
             &policy,
         )
         .unwrap();
-        assert!(q.sql.contains("FROM main.\"orders\""), "{}", q.sql);
+        assert!(q.sql.contains("FROM \"main\".\"orders\""), "{}", q.sql);
         assert!(
             q.sql
-                .contains("SELECT id FROM main.\"customers\" WHERE region = ?1"),
+                .contains("SELECT id FROM \"main\".\"customers\" WHERE region = ?1"),
             "{}",
             q.sql
         );

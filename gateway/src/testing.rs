@@ -19,7 +19,9 @@ pub fn postgres_url(test: &str) -> Option<String> {
                 "{test}: PRIVET_REQUIRE_POSTGRES=1 but PRIVET_TEST_POSTGRES is not set; \
                  set it to a PostgreSQL URL such as postgres://postgres@127.0.0.1:5432/test"
             );
-            eprintln!("{test}: skipped, PRIVET_TEST_POSTGRES is not set (PostgreSQL tests need a server)");
+            eprintln!(
+                "{test}: skipped, PRIVET_TEST_POSTGRES is not set (PostgreSQL tests need a server)"
+            );
             None
         }
     }

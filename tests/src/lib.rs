@@ -214,10 +214,8 @@ impl Server {
                     name: gateway::testing::unique_schema_name(test),
                 };
                 seed_postgres(&dir, &url, &schema.name, "0.02", "7");
-                let mut server = Server::start_in(
-                    &dir,
-                    &["--backend", &url, "--schema", &schema.name],
-                );
+                let mut server =
+                    Server::start_in(&dir, &["--backend", &url, "--schema", &schema.name]);
                 server.backend = Backend::Postgres;
                 server.pg = Some(schema);
                 server._temp = Some(temp);
@@ -282,6 +280,11 @@ impl Server {
             pg: None,
             _temp: None,
         }
+    }
+
+    /// Keeps `temp` (the data dir's parent) alive as long as the server.
+    pub fn adopt_temp(&mut self, temp: tempfile::TempDir) {
+        self._temp = Some(temp);
     }
 
     /// What the server printed on stdout so far.

@@ -353,7 +353,10 @@ mod tests {
             key.mac("customers.email", b"jane@example.com"),
             expected.as_ref()
         );
-        assert_ne!(key.domain_key("customers.email"), key.domain_key("customers.phone"));
+        assert_ne!(
+            key.domain_key("customers.email"),
+            key.domain_key("customers.phone")
+        );
     }
 
     #[test]

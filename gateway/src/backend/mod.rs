@@ -65,9 +65,9 @@ impl Backend {
                 limits.pool_wait,
                 token_key,
             )?),
-            BackendConfig::Postgres { url, schema } => Backend::Postgres(
-                PostgresBackend::open(url, schema, limits, token_key).await?,
-            ),
+            BackendConfig::Postgres { url, schema } => {
+                Backend::Postgres(PostgresBackend::open(url, schema, limits, token_key).await?)
+            }
         })
     }
 

@@ -161,10 +161,9 @@ impl PostgresBackend {
                 }
                 Err(e)
             }
-            Err(_) => Err(self.inner.unavailable(format!(
-                "no answer within {} ms",
-                deadline.as_millis()
-            ))),
+            Err(_) => Err(self
+                .inner
+                .unavailable(format!("no answer within {} ms", deadline.as_millis()))),
         }
     }
 }

@@ -874,17 +874,28 @@ mod tmp_timing {
     async fn tmp_time_scale_1() {
         let url = std::env::var("PRIVET_TEST_POSTGRES").unwrap();
         let config: tokio_postgres::Config = url.parse().unwrap();
-        let schema = crate::testing::unique_schema_name("timing");
-        let o = super::SeedOptions { scale: 1.0, seed: 42, progress: false };
+        let schema = std::env::var("TMP_SCHEMA")
+            .unwrap_or_else(|_| crate::testing::unique_schema_name("timing"));
+        let o = super::SeedOptions {
+            scale: 1.0,
+            seed: 42,
+            progress: false,
+        };
         let t = std::time::Instant::now();
         let plan = super::DemoDataset::new(1.0, 42).unwrap();
         eprintln!("plan {:?} rows {}", t.elapsed(), plan.total_rows());
         for replace in [false, true] {
             let t = std::time::Instant::now();
             let s = super::seed_postgres(&config, "x", &schema, &o, replace).await;
-            eprintln!("pg replace={replace} {:?} {:?}", t.elapsed(), s.map(|s| s.total_rows()));
+            eprintln!(
+                "pg replace={replace} {:?} {:?}",
+                t.elapsed(),
+                s.map(|s| s.total_rows())
+            );
         }
-        crate::testing::drop_schema(&url, &schema);
+        if std::env::var("TMP_SCHEMA").is_err() {
+            crate::testing::drop_schema(&url, &schema);
+        }
         let dir = tempfile::tempdir().unwrap();
         let t = std::time::Instant::now();
         super::super::seed_sqlite(&dir.path().join("s.db"), &o, false).unwrap();

@@ -24,8 +24,8 @@ use sqlparser::parser::Parser;
 
 use super::functions;
 use super::AnalysisError;
-use crate::catalog::{Catalog, TableInfo};
 use crate::catalog::NameRule;
+use crate::catalog::{Catalog, TableInfo};
 use crate::masks::{self, Dialect, Mask};
 
 /// How a column is used.
@@ -791,11 +791,12 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                             name: column.clone(),
                         })?
                         .clone();
-                    let left = lookup_in(&scope.relations, &column, scope.rule)?.ok_or_else(|| {
-                        AnalysisError::UnknownColumn {
-                            name: column.clone(),
-                        }
-                    })?;
+                    let left =
+                        lookup_in(&scope.relations, &column, scope.rule)?.ok_or_else(|| {
+                            AnalysisError::UnknownColumn {
+                                name: column.clone(),
+                            }
+                        })?;
                     self.record(&right, Usage::Join, false);
                     self.record(&left, Usage::Join, false);
                 }
