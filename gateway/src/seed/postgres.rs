@@ -22,7 +22,9 @@ use super::{
 };
 
 // As in the SQLite seeder, one literal serves both as the public schema and,
-// split in two, as "tables first, indexes after the bulk load".
+// split in three, as "tables first; indexes and foreign keys after the bulk
+// load". Checking foreign keys row by row during COPY would triple the load
+// time; adding them afterwards validates each with one join.
 macro_rules! pg_tables_sql {
     () => {
         "CREATE TABLE customers (
@@ -49,7 +51,7 @@ CREATE TABLE products (
 );
 CREATE TABLE orders (
     id BIGINT PRIMARY KEY,
-    customer_id BIGINT NOT NULL REFERENCES customers(id),
+    customer_id BIGINT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     status TEXT NOT NULL,
     total_cents BIGINT NOT NULL,
@@ -57,15 +59,15 @@ CREATE TABLE orders (
     shipping_zip TEXT NOT NULL
 );
 CREATE TABLE order_items (
-    order_id BIGINT NOT NULL REFERENCES orders(id),
-    product_id BIGINT NOT NULL REFERENCES products(id),
+    order_id BIGINT NOT NULL,
+    product_id BIGINT NOT NULL,
     quantity BIGINT NOT NULL,
     unit_price_cents BIGINT NOT NULL,
     PRIMARY KEY (order_id, product_id)
 );
 CREATE TABLE payments (
     id BIGINT PRIMARY KEY,
-    order_id BIGINT NOT NULL REFERENCES orders(id),
+    order_id BIGINT NOT NULL,
     card_number TEXT NOT NULL,
     card_last4 TEXT NOT NULL,
     amount_cents BIGINT NOT NULL,
@@ -73,8 +75,8 @@ CREATE TABLE payments (
 );
 CREATE TABLE events (
     id BIGINT PRIMARY KEY,
-    customer_id BIGINT REFERENCES customers(id),
-    product_id BIGINT REFERENCES products(id),
+    customer_id BIGINT,
+    product_id BIGINT,
     kind TEXT NOT NULL,
     ts TIMESTAMPTZ NOT NULL,
     session_id TEXT NOT NULL,
@@ -83,7 +85,7 @@ CREATE TABLE events (
 );
 CREATE TABLE support_tickets (
     id BIGINT PRIMARY KEY,
-    customer_id BIGINT NOT NULL REFERENCES customers(id),
+    customer_id BIGINT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     subject TEXT NOT NULL,
     body TEXT NOT NULL,
@@ -91,8 +93,8 @@ CREATE TABLE support_tickets (
 );
 CREATE TABLE reviews (
     id BIGINT PRIMARY KEY,
-    customer_id BIGINT NOT NULL REFERENCES customers(id),
-    product_id BIGINT NOT NULL REFERENCES products(id),
+    customer_id BIGINT NOT NULL,
+    product_id BIGINT NOT NULL,
     rating BIGINT NOT NULL,
     body TEXT NOT NULL
 );
@@ -114,14 +116,33 @@ CREATE INDEX idx_reviews_product_id ON reviews(product_id);
     };
 }
 
+macro_rules! pg_foreign_keys_sql {
+    () => {
+        "ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers(id);
+ALTER TABLE order_items ADD FOREIGN KEY (order_id) REFERENCES orders(id);
+ALTER TABLE order_items ADD FOREIGN KEY (product_id) REFERENCES products(id);
+ALTER TABLE payments ADD FOREIGN KEY (order_id) REFERENCES orders(id);
+ALTER TABLE events ADD FOREIGN KEY (customer_id) REFERENCES customers(id);
+ALTER TABLE events ADD FOREIGN KEY (product_id) REFERENCES products(id);
+ALTER TABLE support_tickets ADD FOREIGN KEY (customer_id) REFERENCES customers(id);
+ALTER TABLE reviews ADD FOREIGN KEY (customer_id) REFERENCES customers(id);
+ALTER TABLE reviews ADD FOREIGN KEY (product_id) REFERENCES products(id);
+"
+    };
+}
+
 /// The DDL of the demo schema in PostgreSQL: [`super::DEMO_SCHEMA_SQL`] with
 /// native types (`BIGINT`, `DATE`, `TIMESTAMPTZ`; `marketing_opt_in` stays an
-/// integer because policies compare it with `= 1`). Names are unqualified:
-/// run it with the target schema first on the `search_path`.
-pub const DEMO_SCHEMA_POSTGRES_SQL: &str = concat!(pg_tables_sql!(), pg_indexes_sql!());
+/// integer because policies compare it with `= 1`): tables, the indexes on
+/// the foreign-key columns, then the foreign keys (the same constraints as
+/// the inline `REFERENCES` there). Names are unqualified: run it with the
+/// target schema first on the `search_path`.
+pub const DEMO_SCHEMA_POSTGRES_SQL: &str =
+    concat!(pg_tables_sql!(), pg_indexes_sql!(), pg_foreign_keys_sql!());
 
 const TABLES_SQL: &str = pg_tables_sql!();
 const INDEXES_SQL: &str = pg_indexes_sql!();
+const FOREIGN_KEYS_SQL: &str = pg_foreign_keys_sql!();
 
 /// COPY data is sent in chunks of about this size.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -254,7 +275,8 @@ async fn seed_with(
     Ok(summary)
 }
 
-/// Streams every table into the server with COPY, then builds the indexes.
+/// Streams every table into the server with COPY, then builds the indexes
+/// and adds the foreign keys.
 async fn load(
     tx: &Transaction<'_>,
     backend: &str,
@@ -270,12 +292,16 @@ async fn load(
     producer.await.map_err(join_error(backend))?;
     let tables = copied?;
 
-    // Building indexes once over the loaded data is much faster than keeping
-    // them up to date row by row.
+    // Building indexes and validating foreign keys once over the loaded data
+    // is much faster than doing it row by row.
     bar.set_message("indexes");
     tx.batch_execute(INDEXES_SQL)
         .await
         .map_err(pg_error(backend, "creating the indexes"))?;
+    bar.set_message("foreign keys");
+    tx.batch_execute(FOREIGN_KEYS_SQL)
+        .await
+        .map_err(pg_error(backend, "adding the foreign keys"))?;
     Ok(SeedSummary { tables })
 }
 
@@ -571,41 +597,55 @@ mod tests {
     }
 
     /// The PostgreSQL DDL is the SQLite DDL line for line, with only the
-    /// column types changed as documented.
+    /// column types changed as documented and each inline `REFERENCES`
+    /// moved to an `ALTER TABLE ... ADD FOREIGN KEY` of its own.
     #[test]
     fn schema_matches_the_sqlite_schema() {
         assert_eq!(INDEXES_SQL, super::super::INDEXES_SQL);
         let sqlite: Vec<&str> = super::super::TABLES_SQL.lines().collect();
         let pg: Vec<&str> = TABLES_SQL.lines().collect();
         assert_eq!(pg.len(), sqlite.len());
+        let mut table = "";
+        let mut foreign_keys = Vec::new();
         for (lite, pg) in sqlite.iter().zip(&pg) {
-            let lite_words: Vec<&str> = lite.split_whitespace().collect();
-            let pg_words: Vec<&str> = pg.split_whitespace().collect();
-            let is_column = lite.starts_with("    ") && lite_words[0] != "PRIMARY";
+            if let Some(rest) = lite.strip_prefix("CREATE TABLE ") {
+                table = rest.trim_end_matches(" (");
+            }
+            let is_column = lite.starts_with("    ") && !lite.starts_with("    PRIMARY KEY");
             if !is_column {
                 assert_eq!(lite, pg);
                 continue;
             }
-            assert_eq!(lite_words.len(), pg_words.len(), "{pg}");
+            let comma = if lite.ends_with(',') { "," } else { "" };
+            let lite = lite.trim_end_matches(',');
+            let lite = match lite.split_once(" REFERENCES ") {
+                Some((definition, target)) => {
+                    let column = definition.split_whitespace().next().unwrap();
+                    foreign_keys.push(format!(
+                        "ALTER TABLE {table} ADD FOREIGN KEY ({column}) REFERENCES {target};"
+                    ));
+                    definition
+                }
+                None => lite,
+            };
+            let lite_words: Vec<&str> = lite.split_whitespace().collect();
+            let pg_words: Vec<&str> = pg.trim_end_matches(',').split_whitespace().collect();
             let column = lite_words[0];
-            let lite_type = lite_words[1].trim_end_matches(',');
-            let pg_type = pg_words[1].trim_end_matches(',');
-            let expected = match (lite_type, column) {
+            let expected = match (lite_words[1], column) {
                 ("INTEGER", _) => "BIGINT",
                 ("TEXT", "birth_date") => "DATE",
                 ("TEXT", "created_at" | "ts") => "TIMESTAMPTZ",
                 ("TEXT", _) => "TEXT",
                 other => panic!("unexpected SQLite type {other:?}"),
             };
-            assert_eq!(pg_type, expected, "{column}");
-            let strip = |words: &[&str]| -> Vec<String> {
-                let mut w: Vec<String> = words.iter().map(|s| (*s).to_owned()).collect();
-                w[1] = String::new();
-                w
-            };
-            assert_eq!(strip(&lite_words), strip(&pg_words), "{pg}");
-            assert_eq!(lite.ends_with(','), pg.ends_with(','), "{pg}");
+            let mut expected_words = lite_words.clone();
+            expected_words[1] = expected;
+            assert_eq!(pg_words, expected_words, "{table}.{column}");
+            assert_eq!(pg.ends_with(','), !comma.is_empty(), "{pg}");
         }
+        let pg_foreign_keys: Vec<&str> = FOREIGN_KEYS_SQL.lines().collect();
+        assert_eq!(pg_foreign_keys, foreign_keys);
+        assert!(!foreign_keys.is_empty());
     }
 
     #[test]
@@ -648,6 +688,28 @@ mod tests {
                 other => panic!("{bad:?}: expected BadSchemaName, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_server_not_the_password() {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(1)
+            .user("privet")
+            .password("pw-sentinel-4711")
+            .dbname("demo")
+            .connect_timeout(std::time::Duration::from_secs(5));
+        let err = seed_postgres(&config, "127.0.0.1:1/demo", "demo", &opts(0.01, 1), false)
+            .await
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(matches!(err, SeedError::Postgres { .. }), "{text}");
+        assert!(
+            text.contains("127.0.0.1:1/demo") && text.contains("connecting"),
+            "{text}"
+        );
+        assert!(!text.contains("pw-sentinel-4711"), "{text}");
     }
 
     /// Drops the test schema when the test ends, passed or failed.
@@ -779,7 +841,9 @@ mod tests {
                    (SELECT data_type FROM information_schema.columns
                     WHERE table_schema = $1 AND table_name = 'events' AND column_name = 'ts'),
                    (SELECT count(*) FROM pg_indexes
-                    WHERE schemaname = $1 AND indexname LIKE 'idx\\_%')",
+                    WHERE schemaname = $1 AND indexname LIKE 'idx\\_%'),
+                   (SELECT count(*) FROM information_schema.table_constraints
+                    WHERE table_schema = $1 AND constraint_type = 'FOREIGN KEY')",
                 &[&schema],
             )
             .await
@@ -787,6 +851,7 @@ mod tests {
         assert_eq!(row.get::<_, String>(0), "bigint");
         assert_eq!(row.get::<_, String>(1), "timestamp with time zone");
         assert_eq!(row.get::<_, i64>(2), 8);
+        assert_eq!(row.get::<_, i64>(3), 9);
 
         // Again without replace: refused, data untouched.
         let count_customers = format!("SELECT count(*) FROM {}.customers", quote_ident(&schema));
@@ -830,6 +895,34 @@ mod tests {
             50
         );
 
+        // A failure rolls everything back: a view of someone else's on the
+        // demo tables makes the DROP fail, and the old data stay.
+        client
+            .batch_execute(&format!(
+                "CREATE VIEW {q}.opted_in AS SELECT id FROM {q}.customers WHERE marketing_opt_in = 1",
+                q = quote_ident(&schema)
+            ))
+            .await
+            .unwrap();
+        match seed_postgres(&config, display, &schema, &opts(0.02, 9), true).await {
+            Err(SeedError::Postgres { backend, message }) => {
+                assert_eq!(backend, display);
+                assert!(
+                    message.starts_with("dropping the old demo tables: "),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a PostgreSQL error, got {other:?}"),
+        }
+        assert_eq!(
+            client
+                .query_one(&count_customers, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0),
+            50
+        );
+
         // COPY escaping survives the trip through a real server.
         let scratch = format!("{}.escapes", quote_ident(&schema));
         client
@@ -864,41 +957,5 @@ mod tests {
             .collect();
         let expected: Vec<Option<String>> = values.iter().map(|v| v.map(str::to_owned)).collect();
         assert_eq!(back, expected);
-    }
-}
-
-#[cfg(test)]
-mod tmp_timing {
-    #[tokio::test]
-    #[ignore]
-    async fn tmp_time_scale_1() {
-        let url = std::env::var("PRIVET_TEST_POSTGRES").unwrap();
-        let config: tokio_postgres::Config = url.parse().unwrap();
-        let schema = std::env::var("TMP_SCHEMA")
-            .unwrap_or_else(|_| crate::testing::unique_schema_name("timing"));
-        let o = super::SeedOptions {
-            scale: 1.0,
-            seed: 42,
-            progress: false,
-        };
-        let t = std::time::Instant::now();
-        let plan = super::DemoDataset::new(1.0, 42).unwrap();
-        eprintln!("plan {:?} rows {}", t.elapsed(), plan.total_rows());
-        for replace in [false, true] {
-            let t = std::time::Instant::now();
-            let s = super::seed_postgres(&config, "x", &schema, &o, replace).await;
-            eprintln!(
-                "pg replace={replace} {:?} {:?}",
-                t.elapsed(),
-                s.map(|s| s.total_rows())
-            );
-        }
-        if std::env::var("TMP_SCHEMA").is_err() {
-            crate::testing::drop_schema(&url, &schema);
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let t = std::time::Instant::now();
-        super::super::seed_sqlite(&dir.path().join("s.db"), &o, false).unwrap();
-        eprintln!("sqlite {:?}", t.elapsed());
     }
 }
