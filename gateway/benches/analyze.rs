@@ -12,22 +12,25 @@ use gateway::masks::Dialect;
 use gateway::seed::DemoTable;
 use gateway::sql::analyze;
 
-/// The demo schema, from the seeder's own table definitions.
-fn catalog() -> Catalog {
-    Catalog::new(DemoTable::ALL.iter().map(|t| {
-        TableInfo {
-            name: t.name().to_string(),
-            columns: t
-                .columns()
-                .iter()
-                .map(|c| ColumnInfo {
-                    name: c.to_string(),
-                    decl_type: "TEXT".to_string(),
-                    primary_key: *c == "id",
-                })
-                .collect(),
-        }
-    }))
+/// The demo schema, from the seeder's own table definitions, as SQLite
+/// (`main`) or PostgreSQL (`public`) has it.
+fn catalog(dialect: Dialect) -> Catalog {
+    let tables = DemoTable::ALL.iter().map(|t| TableInfo {
+        name: t.name().to_string(),
+        columns: t
+            .columns()
+            .iter()
+            .map(|c| ColumnInfo {
+                name: c.to_string(),
+                decl_type: "TEXT".to_string(),
+                primary_key: *c == "id",
+            })
+            .collect(),
+    });
+    match dialect {
+        Dialect::Sqlite => Catalog::new(tables),
+        Dialect::Postgres => Catalog::postgres("public", tables).expect("demo catalog"),
+    }
 }
 
 const CONFIG: &str = r#"
@@ -72,7 +75,13 @@ const QUERIES: &[(&str, usize, &str, &str)] = &[
 ];
 
 fn bench(c: &mut Criterion) {
-    let catalog = catalog();
+    bench_dialect(c, Dialect::Sqlite, "");
+    // The same statements analyzed and rewritten for a PostgreSQL backend.
+    bench_dialect(c, Dialect::Postgres, "/postgres");
+}
+
+fn bench_dialect(c: &mut Criterion, dialect: Dialect, suffix: &str) {
+    let catalog = catalog(dialect);
     let config = Config::parse(Path::new("bench.toml"), CONFIG).expect("bench config");
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, text) in policies::DEFAULT_POLICY_FILES {
@@ -89,22 +98,25 @@ fn bench(c: &mut Criterion) {
                 principal,
                 context: policies::RequestContext::local(purpose),
             };
-            analyze(black_box(sql), &catalog, oracle, Dialect::Sqlite)
+            analyze(black_box(sql), &catalog, oracle, dialect)
         };
         if let Err(e) = run() {
             panic!("{name}: {e}");
         }
         // Services repeat statements: the parse cache serves the text.
-        c.bench_function(&format!("analyze_authorize_rewrite/{name}"), |b| {
+        c.bench_function(&format!("analyze_authorize_rewrite/{name}{suffix}"), |b| {
             b.iter(run)
         });
         // A statement seen for the first time: parsed too.
-        c.bench_function(&format!("analyze_authorize_rewrite/{name}/uncached"), |b| {
-            b.iter(|| {
-                gateway::sql::clear_parse_cache();
-                run()
-            })
-        });
+        c.bench_function(
+            &format!("analyze_authorize_rewrite/{name}{suffix}/uncached"),
+            |b| {
+                b.iter(|| {
+                    gateway::sql::clear_parse_cache();
+                    run()
+                })
+            },
+        );
     }
 }
 
