@@ -50,35 +50,39 @@ pub fn unique_schema_name(tag: &str) -> String {
     )
 }
 
-/// Drops `schema` (and everything in it) on a thread of its own, so it can
-/// be called from `Drop` inside or outside a tokio runtime. Errors are
-/// printed, not raised: cleanup must not mask a test's own failure.
+/// Drops `schema` (and everything in it). See [`cleanup`].
 pub fn drop_schema(url: &str, schema: &str) {
+    cleanup(url, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+}
+
+/// Runs cleanup `sql` on a thread of its own, so it can be called from
+/// `Drop` inside or outside a tokio runtime. Errors are printed, not
+/// raised: cleanup must not mask a test's own failure.
+pub fn cleanup(url: &str, sql: &str) {
     let url = url.to_owned();
-    let schema = schema.to_owned();
+    let sql = sql.to_owned();
     let joined = std::thread::spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
             Ok(r) => r,
-            Err(e) => return eprintln!("dropping schema {schema}: {e}"),
+            Err(e) => return eprintln!("test cleanup `{sql}`: {e}"),
         };
         runtime.block_on(async {
             match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
                 Ok((client, connection)) => {
                     tokio::spawn(connection);
-                    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
                     if let Err(e) = client.batch_execute(&sql).await {
-                        eprintln!("dropping schema {schema}: {e}");
+                        eprintln!("test cleanup `{sql}`: {e}");
                     }
                 }
-                Err(e) => eprintln!("dropping schema {schema}: {e}"),
+                Err(e) => eprintln!("test cleanup `{sql}`: {e}"),
             }
         });
     })
     .join();
     if joined.is_err() {
-        eprintln!("dropping a test schema panicked");
+        eprintln!("test cleanup panicked");
     }
 }

@@ -27,27 +27,14 @@ struct Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'; \
-                             DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}"
-                        ))
-                        .await;
-                }
-            });
-        })
-        .join();
+        gateway::testing::cleanup(
+            &self.url,
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{r}'; \
+                 DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}",
+                r = self.name
+            ),
+        );
     }
 }
 
