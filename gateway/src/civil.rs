@@ -1,7 +1,9 @@
-//! Calendar arithmetic for the fixed time window of the demo data.
+//! Calendar arithmetic: the fixed time window of the demo data, and the
+//! dates and times of audit events and queries.
 //!
-//! Timestamps are seconds since the Unix epoch (UTC, no leap seconds). We
-//! never look at the clock: the data must not depend on when it is generated.
+//! Timestamps are seconds since the Unix epoch (UTC, no leap seconds).
+//! Nothing here looks at the clock: the demo data must not depend on when it
+//! is generated.
 
 /// Seconds per day.
 pub(crate) const DAY: i64 = 86_400;

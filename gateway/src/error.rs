@@ -29,6 +29,7 @@ pub enum ErrorCode {
     BackendBusy,
     BackendUnavailable,
     QueryTimeout,
+    AuditUnavailable,
     Internal,
 }
 
@@ -54,6 +55,7 @@ impl ErrorCode {
             ErrorCode::BackendBusy => "backend_busy",
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::QueryTimeout => "query_timeout",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -75,7 +77,9 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::PolicyInvalid => 422,
             ErrorCode::Internal => 500,
-            ErrorCode::BackendBusy | ErrorCode::BackendUnavailable => 503,
+            ErrorCode::BackendBusy
+            | ErrorCode::BackendUnavailable
+            | ErrorCode::AuditUnavailable => 503,
             ErrorCode::QueryTimeout => 504,
         }
     }

@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::audit::{AccessRecord, AuditTrail, RequestFacts};
 use crate::config::PrincipalConfig;
 use crate::error::{ErrorCode, RequestError};
 use crate::metrics::Metrics;
@@ -43,14 +44,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Shared by all connections.
 pub struct AppState {
     pub gateway: Gateway,
+    pub audit: Arc<AuditTrail>,
     pub metrics: Metrics,
     request_ids: RequestIds,
 }
 
 impl AppState {
-    pub fn new(gateway: Gateway) -> AppState {
+    pub fn new(gateway: Gateway, audit: Arc<AuditTrail>) -> AppState {
         AppState {
             gateway,
+            audit,
             metrics: Metrics::default(),
             request_ids: RequestIds::new(),
         }
@@ -175,25 +178,34 @@ async fn handle(
                 _ => Endpoint::ReloadPolicies,
             };
             let started = Instant::now();
-            let (principal, result) = query(state, req, &request_id, endpoint, peer).await;
-            let principal = principal.as_deref().unwrap_or("anonymous");
-            let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
-            let elapsed = started.elapsed();
-            state.metrics.observe(principal, outcome, elapsed);
-            tracing::info!(
-                request_id,
-                %peer,
-                principal,
-                outcome,
-                elapsed_us = elapsed.as_micros() as u64,
-                endpoint = path,
-                "request"
-            );
-            match result {
-                Ok(body) => json_response(StatusCode::OK, &body, &request_id),
-                Err(e) => error_response(&e, &request_id),
-            }
+            let time_us = crate::audit::now_us();
+            let mut handled = Handled::default();
+            let result = query(state, req, &request_id, endpoint, peer, &mut handled).await;
+            let at = Started {
+                instant: started,
+                time_us,
+            };
+            finish(
+                state,
+                peer,
+                &request_id,
+                endpoint.audit_name(),
+                at,
+                handled,
+                result,
+            )
+            .await
         }
+        (&Method::GET, path) if path.starts_with(AUDIT_PREFIX) => {
+            let at = Started {
+                instant: Instant::now(),
+                time_us: crate::audit::now_us(),
+            };
+            let mut handled = Handled::default();
+            let (name, result) = audit_endpoint(state, &req, peer, &mut handled).await;
+            finish(state, peer, &request_id, name, at, handled, result).await
+        }
+        (_, path) if path.starts_with(AUDIT_PREFIX) => method_not_allowed("GET", &request_id),
         (_, "/healthz" | "/metrics") => method_not_allowed("GET", &request_id),
         (_, "/v1/query" | "/v1/explain" | "/v1/admin/policies/reload") => {
             method_not_allowed("POST", &request_id)
@@ -203,6 +215,113 @@ async fn handle(
             &request_id,
         ),
     }
+}
+
+/// When a request arrived.
+#[derive(Clone, Copy)]
+struct Started {
+    instant: Instant,
+    time_us: i64,
+}
+
+/// Ends an audited request: its event is made durable before the reply; if
+/// it cannot be, nothing is sent but the refusal (fail closed). Then
+/// metrics, the log line and the response.
+async fn finish(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &str,
+    endpoint: &'static str,
+    at: Started,
+    handled: Handled,
+    result: Result<serde_json::Value, RequestError>,
+) -> Response<Full<Bytes>> {
+    let facts = RequestFacts {
+        time_us: at.time_us,
+        request_id,
+        principal: handled.principal.as_deref(),
+        source: peer.ip(),
+        purpose: handled.purpose.as_deref(),
+        endpoint,
+        started: at.instant,
+    };
+    let event = crate::audit::event(
+        &facts,
+        handled.record,
+        result.as_ref().err(),
+        state.gateway.backend().dialect(),
+        state.gateway.catalog(),
+    );
+    let result = match state.audit.record(event).await {
+        Ok(_) => result,
+        Err(e) => Err(e),
+    };
+    let principal = handled
+        .principal
+        .as_ref()
+        .map_or("anonymous", |p| p.spec.name.as_str());
+    let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+    let elapsed = at.instant.elapsed();
+    state.metrics.observe(principal, outcome, elapsed);
+    tracing::info!(
+        request_id,
+        %peer,
+        principal,
+        outcome,
+        elapsed_us = elapsed.as_micros() as u64,
+        endpoint,
+        "request"
+    );
+    match result {
+        Ok(body) => json_response(StatusCode::OK, &body, request_id),
+        Err(e) => error_response(&e, request_id),
+    }
+}
+
+/// The audit endpoints, all `GET`, all needing Cedar's `audit_read`.
+const AUDIT_PREFIX: &str = "/v1/audit/";
+
+/// `GET /v1/audit/...`: authenticates (Bearer key, `purpose` query
+/// parameter), authorizes `audit_read` on the audit log, answers. Returns
+/// the endpoint's audit name and the answer.
+async fn audit_endpoint(
+    state: &AppState,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    handled: &mut Handled,
+) -> (&'static str, Result<serde_json::Value, RequestError>) {
+    let path = req.uri().path();
+    let rest = path.strip_prefix(AUDIT_PREFIX).unwrap_or_default();
+    let params = crate::audit_api::QueryParams::parse(req.uri().query().unwrap_or(""));
+    let request = match crate::audit_api::AuditRequest::route(rest, &params) {
+        Ok(r) => r,
+        Err(e) => return ("audit", Err(e)),
+    };
+    let name = request.audit_name();
+    let result = async {
+        let principal = authenticate(&state.gateway, req.headers())?;
+        handled.principal = Some(Arc::clone(&principal));
+        let purpose = params.get("purpose").map(str::to_owned).ok_or_else(|| {
+            RequestError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "missing query parameter `purpose`: declare why you read the audit log (e.g. ?purpose=compliance); {} may declare: {}",
+                    principal.spec.name,
+                    principal.purposes.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        handled.purpose = Some(purpose.clone());
+        let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+        state.gateway.authorize_audit_read(&principal, ctx)?;
+        let trail = Arc::clone(&state.audit);
+        let pseudonymize = state.gateway.subject_pseudonymizer();
+        tokio::task::spawn_blocking(move || request.answer(&trail, &pseudonymize))
+            .await
+            .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?
+    }
+    .await;
+    (name, result)
 }
 
 /// The body of `POST /v1/query`.
@@ -221,21 +340,42 @@ enum Endpoint {
     ReloadPolicies,
 }
 
-/// Handles the authenticated JSON endpoints; returns the principal's name
-/// (once known) for metrics and logs, and the response body or the error.
+impl Endpoint {
+    /// The endpoint as audit events name it.
+    fn audit_name(self) -> &'static str {
+        match self {
+            Endpoint::Query => "query",
+            Endpoint::Explain => "explain",
+            Endpoint::ReloadPolicies => "policy_reload",
+        }
+    }
+}
+
+/// What a request revealed about itself, for its audit event.
+#[derive(Default)]
+struct Handled {
+    principal: Option<Arc<PrincipalConfig>>,
+    purpose: Option<String>,
+    record: AccessRecord,
+}
+
+/// Handles the authenticated JSON endpoints: the response body or the
+/// error; what it learns on the way (principal, purpose, access) goes to
+/// `handled` for metrics, logs and the audit event.
 async fn query(
     state: &AppState,
     req: Request<Incoming>,
     request_id: &str,
     endpoint: Endpoint,
     peer: SocketAddr,
-) -> (Option<String>, Result<serde_json::Value, RequestError>) {
+    handled: &mut Handled,
+) -> Result<serde_json::Value, RequestError> {
     let (parts, body) = req.into_parts();
     // Read (bounded) before anything else, so every refusal is a clean
     // response rather than a reset connection with the body unread.
     // Slow senders must not hold connection slots.
     let body_timeout = state.gateway.config().limits.body_timeout;
-    let body = match tokio::time::timeout(body_timeout, read_body(body, &parts.headers))
+    let body = tokio::time::timeout(body_timeout, read_body(body, &parts.headers))
         .await
         .unwrap_or_else(|_| {
             Err(RequestError::new(
@@ -245,17 +385,13 @@ async fn query(
                     body_timeout.as_millis()
                 ),
             ))
-        }) {
-        Ok(body) => body,
-        Err(e) => return (None, Err(e)),
-    };
-    let principal = match authenticate(&state.gateway, &parts.headers) {
-        Ok(p) => p,
-        Err(e) => return (None, Err(e)),
-    };
-    let name = principal.spec.name.clone();
-    let result = run_query(state, &principal, &body, request_id, endpoint, peer).await;
-    (Some(name), result)
+        })?;
+    let principal = authenticate(&state.gateway, &parts.headers)?;
+    handled.principal = Some(Arc::clone(&principal));
+    run_query(
+        state, &principal, &body, request_id, endpoint, peer, handled,
+    )
+    .await
 }
 
 async fn run_query(
@@ -265,6 +401,7 @@ async fn run_query(
     request_id: &str,
     endpoint: Endpoint,
     peer: SocketAddr,
+    handled: &mut Handled,
 ) -> Result<serde_json::Value, RequestError> {
     let bad = |m: String| RequestError::new(ErrorCode::BadRequest, m);
     let text = std::str::from_utf8(body)
@@ -275,6 +412,8 @@ async fn run_query(
         ))
     })?;
     let purposes: Vec<&str> = principal.purposes.iter().map(String::as_str).collect();
+    handled.record.sql = parsed.sql.clone();
+    handled.purpose = parsed.purpose.clone();
     let purpose = parsed.purpose.ok_or_else(|| {
         bad(format!(
             "missing field `purpose`: declare why you need the data; {} may declare: {}",
@@ -309,7 +448,10 @@ async fn run_query(
         return Ok(explanation);
     }
     let ctx = crate::pipeline::request_context(&purpose, peer.ip());
-    let result = state.gateway.query(principal, ctx, &sql).await?;
+    let result = state
+        .gateway
+        .query(principal, ctx, &sql, &mut handled.record)
+        .await?;
     Ok(json!({
         "request_id": request_id,
         "columns": result.columns,
@@ -426,7 +568,7 @@ fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes
                 HeaderValue::from_static("Bearer realm=\"privet\""),
             );
         }
-        ErrorCode::BackendBusy | ErrorCode::BackendUnavailable => {
+        ErrorCode::BackendBusy | ErrorCode::BackendUnavailable | ErrorCode::AuditUnavailable => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout => {

@@ -5,12 +5,15 @@
 //! Map: [`config`] reads `privet.toml`; [`pipeline::Gateway`] holds what a
 //! request needs (principals, [`catalog::Catalog`], the policy engine, the
 //! backend) and runs authenticate → analyze ([`sql`]) → authorize → execute
-//! ([`backend`]); [`http`] is the HTTP front; [`demo`] and [`seed`] make the
+//! ([`backend`]) → audit ([`audit`]); [`http`] is the HTTP front; [`demo`] and [`seed`] make the
 //! zero-config demo.
 
 pub mod access;
+pub mod audit;
+pub mod audit_api;
 pub mod backend;
 pub mod catalog;
+mod civil;
 pub mod config;
 pub mod demo;
 pub mod error;

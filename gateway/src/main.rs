@@ -68,6 +68,12 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Search, verify and prove the audit log (files in DATA_DIR/audit;
+    /// works while the gateway runs, except `reindex` and `checkpoint`).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Create the demo commerce store with deterministic synthetic data.
     Seed {
         /// 1 ≈ 5,000 customers, 50,000 orders, 250,000 events. Fractions allowed.
@@ -80,6 +86,119 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Search events, newest first: `principal:marketing-service AND
+    /// column:customers.email`, `subject:"customer:42"`, `outcome:denied`,
+    /// bare words search the SQL fingerprints.
+    Search {
+        query: String,
+        #[command(flatten)]
+        range: TimeArgs,
+        /// Events to show at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The latest events.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: u64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One event in full, with its leaf hash.
+    Show { seq: u64 },
+    /// Recompute the whole tree, check every checkpoint's signature and
+    /// consistency; exit 1 with the first bad sequence number on tampering.
+    Verify {
+        /// Check signatures with this public key (PEM, from `privet audit
+        /// public-key`, kept apart from the log) instead of the copy in the
+        /// log directory, which whoever rewrote the log could replace too.
+        #[arg(long, value_name = "PEM_FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// Inclusion proof of event SEQ against the latest signed checkpoint.
+    Prove {
+        seq: u64,
+        /// `{"leafIdx","treeSize","leafHash","proof","root"}` (base64), as
+        /// in the transparency-dev test vectors.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every event in a time range, oldest first.
+    Export {
+        #[command(flatten)]
+        range: TimeArgs,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Write here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Data-subject access report: every access that returned this
+    /// subject's rows (`customer:42`, or just `42`).
+    Subject {
+        id: String,
+        #[command(flatten)]
+        range: TimeArgs,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Rebuild the search index from the log (the gateway must be stopped).
+    Reindex,
+    /// Sign a checkpoint of the log now (the gateway must be stopped; a
+    /// running gateway signs one every minute and on `GET /v1/audit/checkpoint`).
+    Checkpoint,
+    /// Print the public key that checkpoints are signed with (PEM).
+    PublicKey,
+}
+
+/// A time window: `7d`, `24h`, `2026-11-25`, `2026-11-25T10:00:00Z`.
+#[derive(clap::Args)]
+struct TimeArgs {
+    /// From this time on (inclusive).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Before this time.
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+}
+
+impl TimeArgs {
+    fn range(&self) -> Result<audit::TimeRange> {
+        let now = gateway::audit::now_us();
+        let parse = |t: &Option<String>| -> Result<Option<i64>> {
+            t.as_deref()
+                .map(|t| {
+                    gateway::audit_api::parse_time(t, now).map_err(|e| anyhow::anyhow!(e.message))
+                })
+                .transpose()
+        };
+        Ok(audit::TimeRange {
+            since_us: parse(&self.since)?,
+            until_us: parse(&self.until)?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -198,7 +317,298 @@ async fn run_command(command: Command, sources: Sources) -> Result<bool> {
         Command::Policy {
             command: PolicyCommand::Test { file },
         } => policy_test(&sources, &file).await,
+        Command::Audit { command } => {
+            let data_dir = match existing_config(&sources)? {
+                Some(config) => config.data_dir,
+                None => sources.data_dir.clone().unwrap_or_else(default_data_dir),
+            };
+            tokio::task::spawn_blocking(move || audit_command(&data_dir, command))
+                .await
+                .context("the audit command stopped")?
+        }
     }
+}
+
+/// `privet audit ...`: reads the files directly (whoever can read them may
+/// run these; the HTTP endpoints are the Cedar-governed way in).
+fn audit_command(data_dir: &Path, command: AuditCommand) -> Result<bool> {
+    use gateway::audit_api as api;
+    let audit_dir = data_dir.join(gateway::audit::AUDIT_DIR);
+    let log_dir = audit_dir.join(gateway::audit::LOG_DIR);
+    let index_dir = audit_dir.join("index");
+    anyhow::ensure!(
+        log_dir.is_dir(),
+        "no audit log in {}: pass --data-dir DIR of a gateway that has run",
+        log_dir.display()
+    );
+    let reader = || {
+        audit::AuditLog::open_read_only(&log_dir)
+            .with_context(|| format!("opening the audit log in {}", log_dir.display()))
+    };
+    let api_err = |e: gateway::error::RequestError| anyhow::anyhow!(e.message);
+    match command {
+        AuditCommand::Verify { public_key } => match match &public_key {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let key = audit::PublicKey::from_pem(&pem).with_context(|| {
+                    format!("{} is not an Ed25519 public key in PEM", path.display())
+                })?;
+                audit::verify_with_key(&log_dir, &key)
+            }
+            None => audit::verify(&log_dir),
+        } {
+            Ok(report) => {
+                println!(
+                    "ok: {} events in {} segment(s), {} checkpoint(s) verified; root {} ({:.0} events/s)",
+                    report.events,
+                    report.segments,
+                    report.checkpoints,
+                    base64_of(&report.root),
+                    report.events_per_sec
+                );
+                if report.torn_tail_bytes > 0 {
+                    println!(
+                        "note: {} bytes of an unfinished write at the end (cut on the next start)",
+                        report.torn_tail_bytes
+                    );
+                }
+                Ok(true)
+            }
+            Err(audit::LogError::Tampered { seq, what }) => {
+                match seq {
+                    Some(seq) => println!("TAMPERED at seq {seq}: {what}"),
+                    None => println!("TAMPERED: {what}"),
+                }
+                Ok(false)
+            }
+            Err(e) => Err(e).context("verifying the audit log"),
+        },
+        AuditCommand::Show { seq } => {
+            let log = reader()?;
+            let shown = api::show(&log, seq).map_err(api_err)?;
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(true)
+        }
+        AuditCommand::Prove { seq, json } => {
+            let log = reader()?;
+            let proof = api::prove_existing(&log, seq).map_err(api_err)?;
+            if json {
+                let mut vector = proof.clone();
+                if let Some(map) = vector.as_object_mut() {
+                    map.remove("checkpoint");
+                }
+                println!("{}", serde_json::to_string_pretty(&vector)?);
+            } else {
+                println!(
+                    "event {seq} is in the tree of size {} with root {}\nproof ({} hashes):",
+                    proof["treeSize"],
+                    proof["root"].as_str().unwrap_or_default(),
+                    proof["proof"].as_array().map_or(0, Vec::len)
+                );
+                for hash in proof["proof"].as_array().into_iter().flatten() {
+                    println!("  {}", hash.as_str().unwrap_or_default());
+                }
+                println!(
+                    "checkpoint signed {} (Ed25519, key {})",
+                    proof["checkpoint"]["time"].as_str().unwrap_or_default(),
+                    proof["checkpoint"]["public_key"]
+                        .as_str()
+                        .unwrap_or_default()
+                );
+            }
+            Ok(true)
+        }
+        AuditCommand::Search {
+            query,
+            range,
+            limit,
+            format,
+        } => {
+            let log = reader()?;
+            let index = audit::AuditIndex::open_read_only(&index_dir)
+                .context("opening the audit index (rebuild it with `privet audit reindex`)")?;
+            let answer = api::search(
+                &log,
+                &index,
+                &query,
+                range.range()?,
+                api::page(Some(limit), None).map_err(api_err)?,
+            )
+            .map_err(api_err)?;
+            print_events(&answer, format)?;
+            Ok(true)
+        }
+        AuditCommand::Subject {
+            id,
+            range,
+            limit,
+            format,
+        } => {
+            let log = reader()?;
+            let index = audit::AuditIndex::open_read_only(&index_dir)
+                .context("opening the audit index (rebuild it with `privet audit reindex`)")?;
+            let subject = api::subject_id(&id);
+            let key_path = data_dir.join(gateway::pipeline::PSEUDONYM_KEY_FILE);
+            let token = match vault::TokenKey::load(&key_path) {
+                Ok(key) => subject
+                    .split_once(':')
+                    .map(|(d, v)| format!("{d}:{}", key.pseudonym(d, v.as_bytes()))),
+                Err(e) => {
+                    eprintln!("note: without the pseudonym key ({e}) accesses that saw only this subject's pseudonym are not found");
+                    None
+                }
+            };
+            let answer = api::subject(
+                &log,
+                &index,
+                &subject,
+                token.as_deref(),
+                range.range()?,
+                api::page(Some(limit), None).map_err(api_err)?,
+            )
+            .map_err(api_err)?;
+            print_events(&answer, format)?;
+            Ok(true)
+        }
+        AuditCommand::Tail { count, format } => {
+            let log = reader()?;
+            let from = log.size().saturating_sub(count);
+            let events = log.read_events(from, usize::try_from(count).unwrap_or(usize::MAX))?;
+            let answer = serde_json::json!({
+                "total": events.len(),
+                "events": events.iter().rev().map(api::event_json).collect::<Vec<_>>(),
+            });
+            print_events(&answer, format)?;
+            Ok(true)
+        }
+        AuditCommand::Export { range, format, out } => {
+            let log = reader()?;
+            let range = range.range()?;
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            if let ExportFormat::Csv = format {
+                writeln!(sink, "{}", api::CSV_HEADER)?;
+            }
+            let mut next = 0;
+            let mut written = 0u64;
+            loop {
+                let events = log.read_events(next, 10_000)?;
+                let Some(last) = events.last() else { break };
+                next = last.seq + 1;
+                for event in &events {
+                    if range.since_us.is_some_and(|s| event.time_us < s)
+                        || range.until_us.is_some_and(|u| event.time_us >= u)
+                    {
+                        continue;
+                    }
+                    match format {
+                        ExportFormat::Jsonl => writeln!(sink, "{}", api::event_json(event))?,
+                        ExportFormat::Csv => writeln!(sink, "{}", api::csv_row(event))?,
+                    }
+                    written += 1;
+                }
+            }
+            sink.flush()?;
+            if let Some(path) = out {
+                eprintln!("{written} events written to {}", path.display());
+            }
+            Ok(true)
+        }
+        AuditCommand::Reindex => {
+            let log = reader()?;
+            let index = audit::AuditIndex::recreate(&index_dir).with_context(|| {
+                format!(
+                    "recreating the index in {} (is the gateway still running? stop it first)",
+                    index_dir.display()
+                )
+            })?;
+            let bar = indicatif::ProgressBar::new(log.size());
+            let mut next = 0;
+            loop {
+                let events = log.read_events(next, 10_000)?;
+                let Some(last) = events.last() else { break };
+                next = last.seq + 1;
+                index.add(&events)?;
+                bar.inc(events.len() as u64);
+            }
+            index.commit()?;
+            bar.finish_and_clear();
+            println!(
+                "indexed {} events into {}",
+                index.next_seq(),
+                index_dir.display()
+            );
+            Ok(true)
+        }
+        AuditCommand::Checkpoint => {
+            let log = audit::AuditLog::open(&log_dir, audit::LogOptions::default())
+                .with_context(|| format!("opening {} for writing (is the gateway still running? stop it first, or GET /v1/audit/checkpoint)", log_dir.display()))?;
+            let checkpoint = log.checkpoint()?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&api::checkpoint_json(
+                    &log.public_key(),
+                    &checkpoint
+                ))?
+            );
+            Ok(true)
+        }
+        AuditCommand::PublicKey => {
+            let log = reader()?;
+            print!("{}", log.public_key().to_pem());
+            Ok(true)
+        }
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Prints a search answer (`{"total", "events"}`) as a table, JSON or CSV.
+fn print_events(answer: &serde_json::Value, format: Format) -> Result<()> {
+    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(answer)?),
+        Format::Csv => {
+            println!("{}", gateway::audit_api::CSV_HEADER);
+            for event in &events {
+                let event: audit::Event = serde_json::from_value(event.clone())?;
+                println!("{}", gateway::audit_api::csv_row(&event));
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:>8}  {:<27}  {:<20}  {:<14}  {:<8}  {:>6}  WHAT",
+                "SEQ", "TIME", "PRINCIPAL", "PURPOSE", "OUTCOME", "ROWS"
+            );
+            for e in &events {
+                let what = gateway::audit_api::summary(e);
+                println!(
+                    "{:>8}  {:<27}  {:<20}  {:<14}  {:<8}  {:>6}  {what}",
+                    e["seq"],
+                    e["time"].as_str().unwrap_or_default(),
+                    e["principal"].as_str().unwrap_or("-"),
+                    e["purpose"].as_str().unwrap_or("-"),
+                    e["outcome"].as_str().unwrap_or_default(),
+                    e["rows"],
+                );
+            }
+            println!(
+                "{} of {} event(s)",
+                events.len(),
+                answer["total"].as_u64().unwrap_or(events.len() as u64)
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn policy_test(sources: &Sources, file: &Path) -> Result<bool> {
@@ -304,6 +714,12 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
         }
     };
     let listen = listen.unwrap_or(config.listen);
+    let audit_dir = gateway::audit::audit_dir(&config);
+    let trail = Arc::new(
+        tokio::task::spawn_blocking(move || gateway::audit::AuditTrail::open(&audit_dir))
+            .await
+            .context("opening the audit log")?,
+    );
     let gateway = Gateway::start(config)
         .await
         .context("starting the gateway")?;
@@ -317,7 +733,8 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
             .local_addr()
             .context("reading the listen address")?;
         let shutdown = shutdown_signal()?;
-        let state = Arc::new(AppState::new(gateway));
+        let indexer = tokio::spawn(index_audit_events(Arc::clone(&trail)));
+        let state = Arc::new(AppState::new(gateway, Arc::clone(&trail)));
         reload_on_sighup(Arc::clone(&state))?;
         // Tests and scripts read this line to find the port: every signal
         // handler is installed by now.
@@ -326,9 +743,36 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
         http::serve(state, listener, shutdown)
             .await
             .context("serving HTTP")?;
+        indexer.abort();
+    }
+    // A last signed checkpoint covers every event of this run.
+    let closing = Arc::clone(&trail);
+    match tokio::task::spawn_blocking(move || closing.log().map(|log| log.checkpoint())).await {
+        Ok(Ok(Ok(checkpoint))) => {
+            tracing::info!(size = checkpoint.size, "audit checkpoint written")
+        }
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "no audit checkpoint at shutdown"),
+        Ok(Err(e)) => tracing::warn!(error = %e.message, "no audit checkpoint at shutdown"),
+        Err(e) => tracing::warn!(error = %e, "no audit checkpoint at shutdown"),
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps the audit search index close behind the log (searches also catch
+/// up first, so they never miss an acknowledged event).
+async fn index_audit_events(trail: Arc<gateway::audit::AuditTrail>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let trail = Arc::clone(&trail);
+        match tokio::task::spawn_blocking(move || trail.catch_up()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "audit index catch-up failed"),
+            Err(e) => tracing::warn!(error = %e, "audit index catch-up stopped"),
+        }
+    }
 }
 
 /// Installs the SIGINT/SIGTERM handlers now (so a signal arriving right after

@@ -59,6 +59,9 @@ pub struct Gateway {
     tables: Vec<TableSpec>,
     catalog: Catalog,
     backend: Backend,
+    /// The pseudonym key, also needed to find a data subject's pseudonyms
+    /// in the audit log.
+    token_key: Arc<vault::TokenKey>,
 }
 
 /// The Cedar context of a request arriving now from `source`. The anomaly
@@ -123,7 +126,8 @@ impl Gateway {
         let token_key = Arc::new(vault::TokenKey::load_or_create(
             &config.data_dir.join(PSEUDONYM_KEY_FILE),
         )?);
-        let backend = Backend::open(&config.backend, &config.limits, token_key).await?;
+        let backend =
+            Backend::open(&config.backend, &config.limits, Arc::clone(&token_key)).await?;
         let catalog = backend.catalog().await?;
         let tables = catalog.classify(&config)?;
         let policies = load_policies(&config, &config.policies_dir, &tables, &catalog)?;
@@ -149,6 +153,7 @@ impl Gateway {
             tables,
             catalog,
             backend,
+            token_key,
         })
     }
 
@@ -190,12 +195,47 @@ impl Gateway {
         principal: &PrincipalConfig,
         ctx: RequestContext<'_>,
     ) -> Result<(), RequestError> {
+        self.authorize_on(
+            principal,
+            ctx,
+            Action::Admin,
+            Resource::Gateway,
+            "administer the gateway",
+        )
+    }
+
+    /// Whether `principal` may read the audit log (search, events, proofs,
+    /// subject reports).
+    pub fn authorize_audit_read(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+    ) -> Result<(), RequestError> {
+        self.authorize_on(
+            principal,
+            ctx,
+            Action::AuditRead,
+            Resource::AuditLog,
+            "read the audit log",
+        )
+    }
+
+    /// One Cedar decision on a singleton resource; `doing` says what was
+    /// refused.
+    fn authorize_on(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        action: Action,
+        resource: Resource<'_>,
+        doing: &str,
+    ) -> Result<(), RequestError> {
         let purpose = ctx.purpose;
         Self::check_purpose(principal, purpose)?;
         let policies = self.policies();
         let decision = policies
             .engine()
-            .authorize(&principal.spec.name, Action::Admin, Resource::Gateway, ctx)
+            .authorize(&principal.spec.name, action, resource, ctx)
             .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
         if decision.allowed {
             return Ok(());
@@ -203,12 +243,22 @@ impl Gateway {
         let mut err = RequestError::new(
             ErrorCode::PolicyDenied,
             format!(
-                "{} may not administer the gateway for purpose `{purpose}`",
+                "{} may not {doing} for purpose `{purpose}`",
                 principal.spec.name
             ),
         );
         err.policy_ids = decision.policy_ids;
         Err(err)
+    }
+
+    /// Maps a data subject (`customer:42`) to the pseudonym principals saw
+    /// in its place (`customer:tok_...`), for subject reports.
+    pub fn subject_pseudonymizer(&self) -> crate::audit_api::Pseudonymizer {
+        let key = Arc::clone(&self.token_key);
+        Arc::new(move |subject: &str| {
+            let (domain, id) = subject.split_once(':')?;
+            Some(format!("{domain}:{}", key.pseudonym(domain, id.as_bytes())))
+        })
     }
 
     fn check_purpose(principal: &PrincipalConfig, purpose: &str) -> Result<(), RequestError> {
@@ -278,8 +328,24 @@ impl Gateway {
         principal: &PrincipalConfig,
         ctx: RequestContext<'_>,
         sql_text: &str,
+        record: &mut crate::audit::AccessRecord,
+    ) -> Result<QueryResult, RequestError> {
+        let result = self.run(principal, ctx, sql_text, record).await;
+        if let Err(e) = &result {
+            record.refused(e);
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        sql_text: &str,
+        record: &mut crate::audit::AccessRecord,
     ) -> Result<QueryResult, RequestError> {
         let analyzed = self.analyze(principal, ctx, sql_text)?;
+        record.resolved(&analyzed.resolved, self.catalog.name_rule());
         let limits = QueryLimits {
             max_rows: self.config.limits.max_rows,
             timeout: self.config.limits.statement_timeout,
@@ -307,6 +373,7 @@ impl Gateway {
                 ),
             ));
         }
+        record.returned(&self.config, &resolved, &output.rows);
         let transforms = resolved.transforms();
         Ok(QueryResult {
             columns: output

@@ -10,7 +10,6 @@
 //! and a fixed time window (2022-01-01 to 2025-12-31 UTC), never the clock.
 
 mod catalog;
-mod civil;
 mod generate;
 mod geo;
 mod names;

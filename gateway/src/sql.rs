@@ -7,6 +7,7 @@
 //! (comment and whitespace tricks that parse differently there cannot
 //! smuggle anything past).
 
+pub mod fingerprint;
 mod functions;
 pub mod resolve;
 

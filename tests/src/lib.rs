@@ -105,6 +105,41 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
 }
 
+/// `POST /v1/query` on a new connection, without panicking when the server
+/// is gone (crash tests): the status and request id, or None when the
+/// connection failed.
+pub async fn post_query(
+    addr: SocketAddr,
+    key: &str,
+    purpose: &str,
+    sql: &str,
+) -> Option<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let body = serde_json::json!({"sql": sql, "purpose": purpose}).to_string();
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/v1/query"))
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {key}"))
+        .body(Full::new(Bytes::from(body)))
+        .ok()?;
+    let resp = sender.send_request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // The whole body, so the response was really delivered.
+    resp.into_body().collect().await.ok()?;
+    Some((status, id))
+}
+
 /// Which database a test server governs. End-to-end tests of the policy
 /// engine run the same body on both ([`on_both_backends!`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,6 +436,20 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the server with SIGKILL (a crash: no shutdown code runs) and
+    /// waits for it. The data dir stays until the `Server` is dropped.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `GET path` as `principal`.
+    pub async fn get(&self, principal: &str, path: &str) -> Reply {
+        let auth = format!("Bearer {}", self.key(principal));
+        self.send("GET", path, &[("authorization", &auth)], Vec::new())
+            .await
     }
 
     /// Sends SIGTERM and waits for the process to exit. The data dir stays

@@ -14,10 +14,6 @@
 use std::collections::HashSet;
 
 use super::catalog::{Category, Variants, ADJECTIVES, BRANDS, CATEGORIES, COLOURS, PACKS, SIZES};
-use super::civil::{
-    date_of, days_in_month, iso_date, rfc3339, ACTIVITY_START, DAY, MONTH_NAMES, SIGNUP_START,
-    WINDOW_END,
-};
 use super::geo::{City, Country, Phone, Region};
 use super::names::{ascii_slug, feminine_surname, Culture};
 use super::rng::{key, pick_cumulative, Rng, SplitMix64, Stream};
@@ -26,6 +22,10 @@ use super::texts::{
     REVIEW_POSITIVE, TICKET_TEMPLATES,
 };
 use super::SeedError;
+use crate::civil::{
+    date_of, days_in_month, iso_date, rfc3339, ACTIVITY_START, DAY, MONTH_NAMES, SIGNUP_START,
+    WINDOW_END,
+};
 
 /// One column value of a generated row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
