@@ -154,9 +154,7 @@ pub fn search(
     range: TimeRange,
     page: Page,
 ) -> Result<Value, RequestError> {
-    let hits = index
-        .search(query, range, page)
-        .map_err(index_error)?;
+    let hits = index.search(query, range, page).map_err(index_error)?;
     hits_json(log, &hits, &page)
 }
 
@@ -174,9 +172,7 @@ pub fn subject(
     if let Some(token) = pseudonym {
         query = format!("{query} OR subject:\"{}\"", escape(token));
     }
-    let hits = index
-        .search(&query, range, page)
-        .map_err(index_error)?;
+    let hits = index.search(&query, range, page).map_err(index_error)?;
     let mut answer = hits_json(log, &hits, &page)?;
     answer["subject"] = json!(subject);
     if let Some(token) = pseudonym {

@@ -160,9 +160,20 @@ async fn handle(
     let request_id = state.request_ids.next();
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => {
-            json_response(StatusCode::OK, &json!({"status": "ok"}), &request_id)
-        }
+        (&Method::GET, "/healthz") => match state.audit.log() {
+            Ok(log) => json_response(
+                StatusCode::OK,
+                &json!({"status": "ok", "audit_events": log.size()}),
+                &request_id,
+            ),
+            // Every request would be refused: say so, so that load
+            // balancers send traffic elsewhere.
+            Err(e) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "audit_unavailable", "message": e.message}),
+                &request_id,
+            ),
+        },
         (&Method::GET, "/metrics") => {
             let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
             response.headers_mut().insert(

@@ -345,6 +345,10 @@ fn audit_command(data_dir: &Path, command: AuditCommand) -> Result<bool> {
         audit::AuditLog::open_read_only(&log_dir)
             .with_context(|| format!("opening the audit log in {}", log_dir.display()))
     };
+    let index_reader = || {
+        audit::AuditIndex::open_read_only(&index_dir)
+            .context("opening the audit index (rebuild it with `privet audit reindex`)")
+    };
     let api_err = |e: gateway::error::RequestError| anyhow::anyhow!(e.message);
     match command {
         AuditCommand::Verify { public_key } => match match &public_key {
@@ -426,8 +430,7 @@ fn audit_command(data_dir: &Path, command: AuditCommand) -> Result<bool> {
             format,
         } => {
             let log = reader()?;
-            let index = audit::AuditIndex::open_read_only(&index_dir)
-                .context("opening the audit index (rebuild it with `privet audit reindex`)")?;
+            let index = index_reader()?;
             let answer = api::search(
                 &log,
                 &index,
@@ -446,8 +449,7 @@ fn audit_command(data_dir: &Path, command: AuditCommand) -> Result<bool> {
             format,
         } => {
             let log = reader()?;
-            let index = audit::AuditIndex::open_read_only(&index_dir)
-                .context("opening the audit index (rebuild it with `privet audit reindex`)")?;
+            let index = index_reader()?;
             let subject = api::subject_id(&id);
             let key_path = data_dir.join(gateway::pipeline::PSEUDONYM_KEY_FILE);
             let token = match vault::TokenKey::load(&key_path) {

@@ -352,6 +352,14 @@ pub fn register_sqlite_functions(
     conn: &rusqlite::Connection,
     key: Arc<TokenKey>,
 ) -> rusqlite::Result<()> {
+    // The domain's key, derived once per connection and domain: a join
+    // on pseudonyms computes one token per row and domain, and the
+    // derivation would cost more than the token. (A connection is used by
+    // one thread at a time: the lock is never contended.)
+    // Only the last domain is kept: a statement's tokens come in runs of
+    // one domain, and comparing bytes is cheaper than hashing.
+    let last: std::sync::Mutex<Option<(Vec<u8>, vault::DomainTokenKey)>> =
+        std::sync::Mutex::default();
     conn.create_scalar_function(
         PSEUDONYM_FUNCTION,
         2,
@@ -359,7 +367,18 @@ pub fn register_sqlite_functions(
             | FunctionFlags::SQLITE_DETERMINISTIC
             | FunctionFlags::SQLITE_INNOCUOUS,
         move |ctx| {
-            let domain: String = ctx.get(0)?;
+            let domain = ctx.get_raw(0).as_str().map_err(|e| {
+                rusqlite::Error::UserFunctionError(format!("pseudonym domain: {e}").into())
+            })?;
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            let domain_key = match &mut *last {
+                Some((d, k)) if d.as_slice() == domain.as_bytes() => k,
+                slot => {
+                    &mut slot
+                        .insert((domain.as_bytes().to_vec(), key.for_domain(domain)))
+                        .1
+                }
+            };
             let text: Cow<'_, [u8]> = match ctx.get_raw(1) {
                 ValueRef::Null => return Ok(None),
                 ValueRef::Integer(i) => Cow::Owned(i.to_string().into_bytes()),
@@ -375,7 +394,7 @@ pub fn register_sqlite_functions(
                         .into_bytes(),
                 ),
             };
-            Ok(Some(key.pseudonym(&domain, &text)))
+            Ok(Some(domain_key.pseudonym(&text)))
         },
     )
 }

@@ -125,7 +125,7 @@ fn env_or(name: &str, default: &str) -> String {
 fn main() {
     let started = Instant::now();
     let params = Params::from_env();
-    println!("Privet end-to-end load benchmark (without audit logging: not implemented yet)");
+    println!("Privet end-to-end load benchmark (gateway with its durable audit log: every request waits for its event's fsync)");
     println!("machine: {}", machine_info());
     println!(
         "parameters: scale {}, {} clients, {} s measured after {} s warm-up per run \

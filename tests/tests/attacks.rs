@@ -1021,7 +1021,7 @@ async fn recs_sees_only_pseudonyms_and_never_customers_or_payments(backend: Back
         .join(", ");
     let n_joined = pairs(
         &server,
-        "SELECT count(*), 0 FROM events e JOIN orders o ON o.customer_id = e.customer_id",
+        "SELECT count(*), 0 FROM events e JOIN orders o ON o.customer_id = e.customer_id WHERE e.id <= 1000",
     )[0]
     .0;
     let is_zero = |v: &Value| v.as_f64() == Some(0.0);
@@ -1029,7 +1029,8 @@ async fn recs_sees_only_pseudonyms_and_never_customers_or_payments(backend: Back
 
     let attacks = vec![
         // Baseline: pseudonyms still join (equal ids give equal tokens), so the count matches the raw join.
-        a("SELECT count(*) FROM events e JOIN orders o ON o.customer_id = e.customer_id", rows(scalar(n_joined))),
+        // (Bounded: SQLite computes a token per row pair of such a join, see BENCHMARKS.md.)
+        a("SELECT count(*) FROM events e JOIN orders o ON o.customer_id = e.customer_id WHERE e.id <= 1000", rows(scalar(n_joined))),
 
         // --- the forbidden tables, wherever they hide ---
         // Customers, directly.

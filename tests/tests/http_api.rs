@@ -389,7 +389,11 @@ async fn concurrent_queries_all_succeed() {
 async fn health_and_metrics() {
     let server = Server::start_demo();
     let reply = server.send("GET", "/healthz", &[], Vec::new()).await;
-    assert_eq!((reply.status, reply.json()), (200, json!({"status": "ok"})));
+    // No request has been audited yet (health checks are not).
+    assert_eq!(
+        (reply.status, reply.json()),
+        (200, json!({"status": "ok", "audit_events": 0}))
+    );
 
     server
         .query(

@@ -7,4 +7,4 @@
 
 mod tokens;
 
-pub use tokens::{TokenKey, VaultError};
+pub use tokens::{DomainTokenKey, TokenKey, VaultError};

@@ -207,12 +207,18 @@ impl TokenKey {
         out
     }
 
+    /// The ready-to-use key of one domain, for computing many tokens of it
+    /// (deriving the domain key and setting up HMAC costs more than one
+    /// token).
+    pub fn for_domain(&self, domain: &str) -> DomainTokenKey {
+        DomainTokenKey {
+            hmac: hmac::Key::new(hmac::HMAC_SHA256, &self.domain_key(domain)),
+        }
+    }
+
     /// HMAC-SHA256([`domain_key`](Self::domain_key)`(domain)`, `value`).
     pub fn mac(&self, domain: &str, value: &[u8]) -> [u8; 32] {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.domain_key(domain));
-        let mut out = [0u8; 32];
-        out.copy_from_slice(hmac::sign(&key, value).as_ref());
-        out
+        self.for_domain(domain).mac(value)
     }
 
     /// A pseudonym: `"tok_"` + URL-safe base64 (no padding) of the first
@@ -220,12 +226,38 @@ impl TokenKey {
     ///
     /// Same key and input → same token; different keys → unlinkable tokens.
     pub fn pseudonym(&self, domain: &str, value: &[u8]) -> String {
-        let mac = self.mac(domain, value);
+        self.for_domain(domain).pseudonym(value)
+    }
+}
+
+/// The key of one token domain ([`TokenKey::for_domain`]).
+pub struct DomainTokenKey {
+    hmac: hmac::Key,
+}
+
+impl DomainTokenKey {
+    /// HMAC-SHA256(domain key, `value`), as [`TokenKey::mac`].
+    pub fn mac(&self, value: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&self.hmac, value).as_ref());
+        out
+    }
+
+    /// The pseudonym of `value`, as [`TokenKey::pseudonym`].
+    pub fn pseudonym(&self, value: &[u8]) -> String {
+        let mac = self.mac(value);
         let mut token = String::with_capacity(PSEUDONYM_PREFIX.len() + 22);
         token.push_str(PSEUDONYM_PREFIX);
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode_string(&mac[..PSEUDONYM_LEN], &mut token);
         token
+    }
+}
+
+impl fmt::Debug for DomainTokenKey {
+    /// Key material never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DomainTokenKey")
     }
 }
 
