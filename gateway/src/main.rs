@@ -747,7 +747,15 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
             .context("serving HTTP")?;
         indexer.abort();
     }
-    // A last signed checkpoint covers every event of this run.
+    // The index gets every event of this run (`privet audit search` reads
+    // it while the gateway is down)...
+    let indexing = Arc::clone(&trail);
+    match tokio::task::spawn_blocking(move || indexing.catch_up()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "audit index not caught up at shutdown"),
+        Err(e) => tracing::warn!(error = %e, "audit index not caught up at shutdown"),
+    }
+    // ...and a last signed checkpoint covers them.
     let closing = Arc::clone(&trail);
     match tokio::task::spawn_blocking(move || closing.log().map(|log| log.checkpoint())).await {
         Ok(Ok(Ok(checkpoint))) => {
