@@ -33,7 +33,11 @@ pub fn parse_time(text: &str, now_us: i64) -> Result<i64, RequestError> {
             "`{text}` is not a time: write 7d, 24h, 30m, 90s or 2w (that long ago), a date (2026-11-25) or a UTC time (2026-11-25T10:00:00Z)"
         ))
     };
-    if let Some(unit) = text.chars().last().filter(char::is_ascii_alphabetic) {
+    // `7d`: digits and a unit (a date ends in a digit, a time in `Z`).
+    let relative = text.len() > 1
+        && text[..text.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && text.ends_with(|c: char| c.is_ascii_alphabetic());
+    if let Some(unit) = text.chars().last().filter(|_| relative) {
         let number: i64 = text[..text.len() - 1].parse().map_err(|_| explain())?;
         let seconds = match unit {
             's' => 1,
