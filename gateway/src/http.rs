@@ -263,10 +263,7 @@ async fn finish(
         state.gateway.backend().dialect(),
         state.gateway.catalog(),
     );
-    let result = match state.audit.record(event).await {
-        Ok(_) => result,
-        Err(e) => Err(e),
-    };
+    let result = state.audit.record(event).await.and(result);
     let principal = handled
         .principal
         .as_ref()

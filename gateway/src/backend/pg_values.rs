@@ -317,26 +317,16 @@ fn numeric_binary(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
+/// Days since 1970-01-01 of a proleptic Gregorian date ([`crate::civil`]).
+/// `m` and `d` come from two-digit fields, so they fit any integer type.
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+    crate::civil::days_from_civil(y, m as u32, d as u32)
 }
 
-/// The `(year, month, day)` of a day count since 1970-01-01 (Howard Hinnant).
+/// The `(year, month, day)` of a day count since 1970-01-01.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let (y, m, d) = crate::civil::civil_from_days(z);
+    (y, i64::from(m), i64::from(d))
 }
 
 /// `YYYY-MM-DD` plus PostgreSQL's era suffix (` BC`, year 0 = 1 BC).
