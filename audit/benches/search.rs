@@ -270,6 +270,7 @@ fn event(rng: &mut Rng, seq: u64) -> Event {
         subjects: Subjects {
             ids: subjects,
             truncated: false,
+            unattributed: false,
         },
         anomaly: if rng.below(200) == 0 {
             Anomaly {

@@ -123,6 +123,11 @@ pub struct Subjects {
     /// More subjects were returned than `ids` holds.
     #[serde(default)]
     pub truncated: bool,
+    /// Rows came back whose data subjects no key column named (aggregates,
+    /// DISTINCT, set operations, derived tables without their key): they
+    /// may include anyone's data. Subject reports list these too.
+    #[serde(default)]
+    pub unattributed: bool,
 }
 
 /// The anomaly detector's verdict (score 0 and action `none` until it runs).
@@ -177,6 +182,7 @@ mod tests {
             subjects: Subjects {
                 ids: vec!["customer:42".into()],
                 truncated: false,
+                unattributed: false,
             },
             anomaly: Anomaly::default(),
             latency_us: 250,

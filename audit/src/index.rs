@@ -69,7 +69,7 @@
 //! | `decision` | each column decision | `decision:decrypted` |
 //! | `mask` | each mask applied | `mask:email_partial` |
 //! | `policy` | each policy behind the decisions | `policy:marketing-email-masked` |
-//! | `subject` | each data subject returned | `subject:"customer:42"` |
+//! | `subject` | each data subject returned; `unattributed` when rows came back that no key names | `subject:"customer:42"`, `subject:unattributed` |
 //! | `anomaly` | the anomaly detector's action | `anomaly:alert` |
 //! | `rows` | rows returned | `rows:>=1000` |
 //! | `fingerprint` | words of the SQL fingerprint (the default field) | `customers`, `fingerprint:"select email"` |
@@ -366,6 +366,10 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Text,
     },
 ];
+
+/// The `subject` term of events whose rows no key names
+/// ([`crate::Subjects::unattributed`]); subject ids always hold a `:`.
+pub const UNATTRIBUTED: &str = "unattributed";
 
 /// Normalizes a keyword or subject value the same way at index and at query
 /// time (text fields go through the fingerprint tokenizer instead).
@@ -876,6 +880,9 @@ impl AuditIndex {
         }
         for subject in &event.subjects.ids {
             doc.add_text(f.subject, normalize(FieldKind::Subject, subject));
+        }
+        if event.subjects.unattributed {
+            doc.add_text(f.subject, UNATTRIBUTED);
         }
         kw(&mut doc, f.anomaly, &event.anomaly.action);
         if let Some(fingerprint) = &event.fingerprint {

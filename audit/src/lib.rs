@@ -30,7 +30,7 @@ pub use error::LogError;
 pub use event::{
     Anomaly, ColumnAccess, Decision, Event, Outcome, Subjects, TableAccess, MAX_SUBJECTS,
 };
-pub use index::{AuditIndex, Hits, IndexError, Page, TimeRange, QUERY_SYNTAX};
+pub use index::{AuditIndex, Hits, IndexError, Page, TimeRange, QUERY_SYNTAX, UNATTRIBUTED};
 pub use log::{AuditLog, LogOptions, Recovery};
 pub use merkle::Hash;
 pub use verify::{verify, verify_with_key, VerifyReport};

@@ -58,6 +58,7 @@ fn subjects(v: &[&str]) -> Subjects {
     Subjects {
         ids: strings(v),
         truncated: false,
+        unattributed: false,
     }
 }
 
@@ -150,6 +151,7 @@ fn events() -> Vec<Event> {
         table("orders", &[("total", Plain, None)]),
     ];
     e7.subjects = subjects(&["customer:7"]);
+    e7.subjects.unattributed = true;
     e7.rows = 500;
 
     vec![e0, e1, e2, e3, e4, e5, e6, e7]
@@ -240,6 +242,7 @@ fn query_forms_find_exact_hit_sets() {
         ("NOT principal:*", &[4]),
         ("policy:marketing-*", &[5, 2, 0]),
         ("subject:customer:*", &[7, 5, 3, 0]),
+        ("subject:unattributed", &[7]),
         // Full text over the fingerprint.
         ("email", &[7, 5, 3, 0]),
         ("\"from customers where\"", &[3, 0]),

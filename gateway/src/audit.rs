@@ -20,7 +20,7 @@ use crate::config::{Config, PrincipalConfig};
 use crate::error::{ErrorCode, RequestError};
 use crate::masks::Dialect;
 use crate::sql::fingerprint::{fingerprint, Names};
-use crate::sql::Resolved;
+use crate::sql::{Resolved, SubjectColumns};
 
 /// Where the audit log lives under the data dir.
 pub const AUDIT_DIR: &str = "audit";
@@ -133,33 +133,17 @@ impl AccessRecord {
         }
     }
 
-    /// Records the data subjects of the returned rows: the values of output
-    /// columns that are subject keys (identifier columns with a pseudonym
-    /// domain, e.g. every customer id column in domain `customer`), as
-    /// `domain:value`, capped at [`audit::MAX_SUBJECTS`].
-    pub fn returned(
-        &mut self,
-        config: &Config,
-        resolved: &Resolved,
-        rows: &[Vec<serde_json::Value>],
-    ) {
+    /// Records the data subjects of the returned rows, as `domain:key`
+    /// (`customer:42`, or `customer:tok_...` where only a pseudonymized key
+    /// passed through a derived table), capped at [`audit::MAX_SUBJECTS`],
+    /// and whether rows may hold subject data no key names.
+    pub fn returned(&mut self, subjects: &SubjectColumns, rows: &[Vec<serde_json::Value>]) {
         self.rows = rows.len() as u64;
-        let keys: Vec<(usize, &str)> = resolved
-            .outputs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, o)| {
-                let direct = o.lineage.direct.as_ref()?;
-                subject_domain(config, &direct.table, &direct.column).map(|d| (i, d))
-            })
-            .collect();
-        if keys.is_empty() {
-            return;
-        }
+        self.subjects.unattributed = subjects.incomplete && !rows.is_empty();
         let mut seen = BTreeSet::new();
         'rows: for row in rows {
-            for &(i, domain) in &keys {
-                let id = match row.get(i) {
+            for (i, domain) in &subjects.keys {
+                let id = match row.get(*i) {
                     Some(serde_json::Value::String(s)) => s.clone(),
                     Some(serde_json::Value::Number(n)) => n.to_string(),
                     _ => continue,
@@ -177,18 +161,6 @@ impl AccessRecord {
             }
         }
     }
-}
-
-/// The data-subject domain of a column, when it is a subject key.
-pub fn subject_domain<'c>(config: &'c Config, table: &str, column: &str) -> Option<&'c str> {
-    config
-        .classification
-        .iter()
-        .find(|((t, c), _)| t.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
-        .and_then(|(_, class)| match class.category {
-            policies::Category::Identifier => class.domain.as_deref(),
-            _ => None,
-        })
 }
 
 /// Everything an event needs besides the access record.

@@ -182,6 +182,16 @@ pub fn subject(
     if let Some(token) = pseudonym {
         answer["pseudonym"] = json!(token);
     }
+    // Reads whose rows no key named (aggregates, DISTINCT, ...) may have
+    // included this subject: the report says how many, and how to list them.
+    let unattributed_query = format!("subject:{}", audit::UNATTRIBUTED);
+    let unattributed = index
+        .search(&unattributed_query, range, Page::first(0))
+        .map_err(index_error)?;
+    answer["unattributed"] = json!({
+        "events": unattributed.total,
+        "query": unattributed_query,
+    });
     Ok(answer)
 }
 

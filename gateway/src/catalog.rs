@@ -52,6 +52,15 @@ impl NameRule {
     }
 }
 
+/// A column whose values name data subjects: an identifier with a pseudonym
+/// domain (`orders.customer_id` in domain `customer`). Audit events record
+/// the subjects of returned rows by these keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKey {
+    pub column: String,
+    pub domain: String,
+}
+
 /// All governed tables, in one schema. Lookups follow the backend's
 /// identifier rules ([`NameRule`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +70,8 @@ pub struct Catalog {
     /// name base tables `schema."table"`.
     schema: String,
     rule: NameRule,
+    /// Subject keys by canonical table name (from the classification).
+    subject_keys: BTreeMap<String, Vec<SubjectKey>>,
 }
 
 impl Default for Catalog {
@@ -89,6 +100,7 @@ impl Catalog {
                 .collect(),
             schema: "main".to_owned(),
             rule,
+            subject_keys: BTreeMap::new(),
         }
     }
 
@@ -127,6 +139,7 @@ impl Catalog {
             tables: by_name,
             schema: schema.to_owned(),
             rule: NameRule::Exact,
+            subject_keys: BTreeMap::new(),
         })
     }
 
@@ -147,6 +160,39 @@ impl Catalog {
 
     pub fn tables(&self) -> impl Iterator<Item = &TableInfo> {
         self.tables.values()
+    }
+
+    /// The subject keys of a table (canonical name): empty when its rows
+    /// name no data subject.
+    pub fn subject_keys(&self, table: &str) -> &[SubjectKey] {
+        self.subject_keys.get(table).map_or(&[], Vec::as_slice)
+    }
+
+    /// Takes the subject keys from the classification: every identifier
+    /// column with a pseudonym domain. Call after [`Catalog::classify`]
+    /// accepted the config.
+    pub fn set_subject_keys(&mut self, config: &Config) {
+        let mut keys: BTreeMap<String, Vec<SubjectKey>> = BTreeMap::new();
+        for ((table, column), class) in &config.classification {
+            let (Category::Identifier, Some(domain)) = (class.category, &class.domain) else {
+                continue;
+            };
+            let Some(info) = self.table(table) else {
+                continue;
+            };
+            let Some(column) = info
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(column))
+            else {
+                continue;
+            };
+            keys.entry(info.name.clone()).or_default().push(SubjectKey {
+                column: column.name.clone(),
+                domain: domain.clone(),
+            });
+        }
+        self.subject_keys = keys;
     }
 
     /// The tables with their classification, for the policy engine. A

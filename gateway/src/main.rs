@@ -471,6 +471,14 @@ fn audit_command(data_dir: &Path, command: AuditCommand) -> Result<bool> {
             )
             .map_err(api_err)?;
             print_events(&answer, format)?;
+            let unattributed = answer["unattributed"]["events"].as_u64().unwrap_or(0);
+            if unattributed > 0 {
+                eprintln!(
+                    "note: {unattributed} other read(s) in this period returned rows that no subject key named \
+                     (aggregates, DISTINCT, ...); they may include this subject: privet audit search '{}'",
+                    answer["unattributed"]["query"].as_str().unwrap_or_default()
+                );
+            }
             Ok(true)
         }
         AuditCommand::Tail { count, format } => {

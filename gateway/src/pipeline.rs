@@ -128,8 +128,9 @@ impl Gateway {
         )?);
         let backend =
             Backend::open(&config.backend, &config.limits, Arc::clone(&token_key)).await?;
-        let catalog = backend.catalog().await?;
+        let mut catalog = backend.catalog().await?;
         let tables = catalog.classify(&config)?;
+        catalog.set_subject_keys(&config);
         let policies = load_policies(&config, &config.policies_dir, &tables, &catalog)?;
         for warning in policies.engine().warnings() {
             tracing::warn!("{warning}");
@@ -361,7 +362,8 @@ impl Gateway {
                 limits,
             })
             .await?;
-        if output.columns.len() != resolved.outputs.len() {
+        let shown = resolved.outputs.len();
+        if output.columns.len() != shown + resolved.subjects.hidden {
             // The analysis and the database disagree on the result's shape:
             // refuse rather than label columns wrongly.
             return Err(RequestError::new(
@@ -369,11 +371,18 @@ impl Gateway {
                 format!(
                     "the query returned {} columns where analysis expected {}",
                     output.columns.len(),
-                    resolved.outputs.len()
+                    shown + resolved.subjects.hidden
                 ),
             ));
         }
-        record.returned(&self.config, &resolved, &output.rows);
+        record.returned(&resolved.subjects, &output.rows);
+        // The hidden subject-key columns were for the audit record alone.
+        let mut rows = output.rows;
+        if resolved.subjects.hidden > 0 {
+            for row in &mut rows {
+                row.truncate(shown);
+            }
+        }
         let transforms = resolved.transforms();
         Ok(QueryResult {
             columns: output
@@ -382,7 +391,7 @@ impl Gateway {
                 .zip(transforms)
                 .map(|(column, transform)| ResultColumn { column, transform })
                 .collect(),
-            rows: output.rows,
+            rows,
             truncated: output.truncated,
         })
     }

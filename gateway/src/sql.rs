@@ -22,7 +22,7 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 pub use functions::is_allowed as function_allowed;
 pub use resolve::{
     AccessOracle, ColumnRef, DeniedColumn, Lineage, OutputLineage, PreparedView, Resolved,
-    RowFilter, TableView, Usage, ViewColumn,
+    RowFilter, SubjectColumns, TableView, Usage, ViewColumn,
 };
 
 use crate::catalog::Catalog;
@@ -163,6 +163,7 @@ fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Statement>, AnalysisError> {
     }
     .map_err(|e| AnalysisError::Parse(e.to_string()))?;
     check_complexity(&tokens)?;
+    check_reserved(&tokens)?;
     if dialect == Dialect::Postgres {
         for token in &mut tokens {
             if let Token::Word(word) = &mut token.token {
@@ -186,6 +187,42 @@ fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Statement>, AnalysisError> {
                     .to_string(),
             )
         })
+}
+
+/// Names the rewrite generates start with `privet_` (hidden subject-key
+/// columns, subquery aliases). A query that could write one could, say,
+/// NATURAL JOIN on a hidden raw key, so no query may.
+fn check_reserved(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
+    for (i, token) in tokens.iter().enumerate() {
+        let Token::Word(word) = &token.token else {
+            continue;
+        };
+        if !word.value.to_ascii_lowercase().starts_with("privet_") {
+            continue;
+        }
+        let next = tokens[i + 1..]
+            .iter()
+            .find(|t| !matches!(t.token, Token::Whitespace(_)))
+            .map(|t| &t.token);
+        if next == Some(&Token::Period) {
+            // A qualifier (`privet_prod.customers`), never a definition: the
+            // analyzer checks schemas against the catalog and refuses
+            // columns of relations so named.
+            continue;
+        }
+        return Err(if next == Some(&Token::LParen) {
+            // Privet's internal SQL functions (the pseudonym) are never callable.
+            AnalysisError::FunctionNotAllowed {
+                name: word.value.clone(),
+            }
+        } else {
+            AnalysisError::Unsupported(format!(
+                "the name `{}`: names starting with `privet_` are reserved for the gateway",
+                word.value
+            ))
+        });
+    }
+    Ok(())
 }
 
 /// Operators (and AND/OR) one statement may contain. sqlparser bounds
@@ -839,5 +876,143 @@ mod tests {
             "{}",
             q.sql
         );
+    }
+
+    /// The test catalog with customer ids as subject keys.
+    fn keyed_catalog() -> Catalog {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("p.toml"),
+            "[classification]\n\
+             \"customers.id\" = { category = \"identifier\", domain = \"customer\" }\n\
+             \"orders.customer_id\" = { category = \"identifier\", domain = \"customer\" }\n",
+        )
+        .unwrap();
+        let mut catalog = catalog();
+        catalog.set_subject_keys(&config);
+        catalog
+    }
+
+    fn subjects(sql: &str, policy: &Policy) -> (SubjectColumns, String) {
+        let q = analyze(sql, &keyed_catalog(), policy, Dialect::Sqlite)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        (q.resolved.subjects, q.sql)
+    }
+
+    fn keys(positions: &[usize]) -> Vec<(usize, String)> {
+        positions.iter().map(|&i| (i, "customer".into())).collect()
+    }
+
+    #[test]
+    fn row_level_queries_get_hidden_raw_keys_even_when_the_key_is_not_asked_for() {
+        // customers.id denied: the raw key is still read, inside the view
+        // under a reserved name, and appended after the outputs.
+        let policy = Policy {
+            denied: BTreeSet::from(["customers.id"]),
+            ..Policy::default()
+        };
+        let (s, sql) = subjects("SELECT email FROM customers WHERE region = 'EU'", &policy);
+        assert_eq!((s.keys, s.hidden, s.incomplete), (keys(&[1]), 1, false));
+        assert!(sql.contains("\"id\" AS \"privet_subject_1\""), "{sql}");
+        assert!(sql.contains("customers.\"privet_subject_1\" FROM"), "{sql}");
+
+        // Every relation of a join contributes its keys.
+        let (s, _) = subjects(
+            "SELECT c.email, o.total FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY 2 LIMIT 5",
+            &Policy::default(),
+        );
+        assert_eq!((s.keys, s.hidden, s.incomplete), (keys(&[2, 3]), 2, false));
+
+        // Window functions keep rows: still row-level.
+        let (s, _) = subjects(
+            "SELECT email, count(*) OVER () FROM customers",
+            &Policy::default(),
+        );
+        assert_eq!((s.hidden, s.incomplete), (1, false));
+
+        // A derived table passes its key through by name.
+        let (s, sql) = subjects(
+            "SELECT t.email FROM (SELECT id, email FROM customers) t",
+            &Policy::default(),
+        );
+        assert_eq!((s.keys, s.hidden, s.incomplete), (keys(&[1]), 1, false));
+        assert!(sql.ends_with("t.\"id\" FROM (SELECT id, email FROM (SELECT \"id\", \"email\", \"phone\", \"region\", \"opt_in\" FROM \"main\".\"customers\") AS customers) AS t"), "{sql}");
+
+        // Tables without subjects need nothing.
+        let (s, _) = subjects("SELECT card FROM payments", &Policy::default());
+        assert_eq!((s.keys, s.hidden, s.incomplete), (vec![], 0, false));
+    }
+
+    #[test]
+    fn results_no_key_names_are_marked_incomplete() {
+        for sql in [
+            "SELECT region, count(*) FROM customers GROUP BY region",
+            "SELECT DISTINCT email FROM customers",
+            "SELECT email FROM customers UNION SELECT email FROM customers",
+            "SELECT t.email FROM (SELECT email FROM customers) t",
+            "SELECT max(email) FROM customers",
+        ] {
+            let (s, _) = subjects(sql, &Policy::default());
+            assert!(s.incomplete, "{sql}");
+            assert_eq!(s.hidden, 0, "{sql}");
+        }
+        // A scalar subquery returns a customer's email in rows keyed by orders.
+        let (s, _) = subjects(
+            "SELECT total, (SELECT email FROM customers WHERE id = 1) FROM orders",
+            &Policy::default(),
+        );
+        assert_eq!((s.keys, s.hidden, s.incomplete), (keys(&[2]), 1, true));
+        // Aggregates without a subject's data are not.
+        let (s, _) = subjects("SELECT count(*) FROM customers", &Policy::default());
+        assert_eq!((s.keys, s.hidden, s.incomplete), (vec![], 0, false));
+        // Grouped by the key: the output key names every row.
+        let (s, _) = subjects(
+            "SELECT customer_id, sum(total) FROM orders GROUP BY customer_id",
+            &Policy::default(),
+        );
+        assert_eq!((s.keys, s.hidden, s.incomplete), (keys(&[0]), 0, false));
+        // A key under a mask other than the pseudonym names nobody.
+        let policy = Policy {
+            masks: BTreeMap::from([("customers.id", Mask::Redact)]),
+            ..Policy::default()
+        };
+        let (s, _) = subjects("SELECT DISTINCT id, email FROM customers", &policy);
+        assert_eq!((s.keys, s.incomplete), (vec![], true));
+        let (s, _) = subjects(
+            "SELECT DISTINCT id, email FROM customers",
+            &Policy::default(),
+        );
+        assert_eq!((s.keys, s.incomplete), (keys(&[0]), false));
+    }
+
+    #[test]
+    fn reserved_names_are_refused_wherever_they_appear() {
+        for sql in [
+            "SELECT * FROM customers NATURAL JOIN (SELECT 1 AS privet_subject_1) t",
+            "SELECT 1 AS \"Privet_Subject_2\" FROM customers",
+            "WITH privet_x AS (SELECT 1 AS a) SELECT a FROM privet_x",
+            "SELECT c.email FROM customers privet_subquery_1 JOIN customers c ON 1 = 1",
+            "SELECT t.a FROM (SELECT 1) AS t(privet_subject_1)",
+        ] {
+            assert!(
+                matches!(run(sql, &Policy::default()), Err(AnalysisError::Unsupported(m)) if m.contains("reserved")),
+                "{sql}"
+            );
+        }
+        // As a qualifier the name is only looked up: a schema of that name
+        // is the catalog's or unknown, a generated alias is not readable.
+        assert!(matches!(
+            run(
+                "SELECT email FROM privet_prod.customers",
+                &Policy::default()
+            ),
+            Err(AnalysisError::UnknownTable { .. })
+        ));
+        assert!(matches!(
+            run(
+                "SELECT privet_subquery_1.email FROM (SELECT email FROM customers)",
+                &Policy::default()
+            ),
+            Err(AnalysisError::UnknownColumn { .. })
+        ));
     }
 }

@@ -806,7 +806,12 @@ async fn marketing_sees_only_opted_in_customers_and_masked_contact_data(backend:
         // A double-quoted unknown name must not become a string literal.
         a("SELECT \"no_such\" FROM customers", refused("unknown_column")),
         // Privet's own template placeholder names as columns.
-        a("SELECT privet_column, privet_text FROM customers", refused("unknown_column")),
+        a("SELECT privet_column, privet_text FROM customers", refused("unsupported_statement")),
+        // A column named like a hidden subject-key column, to NATURAL JOIN a policy view on the raw key (which
+        // would reveal the raw id behind a pseudonym): reserved names are refused wherever they appear.
+        a("SELECT * FROM events NATURAL JOIN (SELECT 42 AS privet_subject_1) t", refused("unsupported_statement")),
+        a("SELECT e.customer_id FROM events e JOIN (SELECT 42 AS \"PRIVET_SUBJECT_1\") t ON 1 = 1", refused("unsupported_statement")),
+        a("WITH privet_subject_1 AS (SELECT 1 AS x) SELECT x FROM privet_subject_1", refused("unsupported_statement")),
 
         // --- joins back to the same table, guesses via VALUES ---
         // Self-join on the masked email.

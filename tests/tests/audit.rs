@@ -88,6 +88,150 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 on_both_backends! {
     every_request_is_one_event => crate::every_request_is_one_event,
     literals_leave_no_trace => crate::literals_leave_no_trace,
+    subjects_are_recorded_when_their_key_is_not_returned => crate::subjects_without_their_key,
+}
+
+fn subject_ids(event: &Value) -> BTreeSet<String> {
+    event["subjects"]["ids"]
+        .as_array()
+        .expect("subject ids")
+        .iter()
+        .map(|s| s.as_str().expect("subject id").to_string())
+        .collect()
+}
+
+/// A query that returns customers' rows but not their ids still records
+/// whose rows they were; the key read for the record never reaches the
+/// client; results no key can name are marked unattributed, and subject
+/// reports count them.
+async fn subjects_without_their_key(backend: Backend) {
+    let Some(server) = Server::start_demo_on(backend, "audit_subjects") else {
+        eprintln!("skipped: PRIVET_TEST_POSTGRES is not set");
+        return;
+    };
+    let ids = server
+        .query(
+            "marketing-service",
+            "marketing",
+            "SELECT id FROM customers WHERE id < 40",
+        )
+        .await;
+    assert_eq!(ids.status, 200, "{}", String::from_utf8_lossy(&ids.body));
+    let truth: BTreeSet<String> = ids.json()["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("customer:{}", r[0]))
+        .collect();
+    assert!(!truth.is_empty());
+
+    let emails = server
+        .query(
+            "marketing-service",
+            "marketing",
+            "SELECT c.email FROM customers c WHERE c.id < 40",
+        )
+        .await;
+    assert_eq!(
+        emails.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&emails.body)
+    );
+    let body = emails.json();
+    assert_eq!(body["columns"].as_array().unwrap().len(), 1, "{body}");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), truth.len());
+    assert!(
+        rows.iter().all(|r| r.as_array().unwrap().len() == 1),
+        "{body}"
+    );
+    let event = event_of(&server, &emails).await;
+    assert_eq!(subject_ids(&event), truth);
+    assert_eq!(event["subjects"]["unattributed"], false);
+
+    // Pseudonymous ids for the principal, raw ids in the record.
+    let behaviour = server
+        .query(
+            "recs-service",
+            "recommendation",
+            "SELECT product_id FROM events WHERE id <= 30",
+        )
+        .await;
+    assert_eq!(
+        behaviour.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&behaviour.body)
+    );
+    let event = event_of(&server, &behaviour).await;
+    let recorded = subject_ids(&event);
+    assert!(!recorded.is_empty());
+    assert!(
+        recorded
+            .iter()
+            .all(|s| s.starts_with("customer:") && s["customer:".len()..].parse::<u64>().is_ok()),
+        "{recorded:?}"
+    );
+
+    // Grouped rows name no subject: unattributed, and counted in reports.
+    let grouped = server
+        .query(
+            "marketing-service",
+            "marketing",
+            "SELECT country, count(*) FROM customers GROUP BY country",
+        )
+        .await;
+    assert_eq!(
+        grouped.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&grouped.body)
+    );
+    let event = event_of(&server, &grouped).await;
+    assert!(subject_ids(&event).is_empty());
+    assert_eq!(event["subjects"]["unattributed"], true);
+    let counted = server
+        .query(
+            "marketing-service",
+            "marketing",
+            "SELECT count(*) FROM customers",
+        )
+        .await;
+    assert_eq!(
+        event_of(&server, &counted).await["subjects"]["unattributed"],
+        false
+    );
+
+    let first = truth
+        .iter()
+        .next()
+        .unwrap()
+        .trim_start_matches("customer:")
+        .to_string();
+    let report = server
+        .get(
+            OFFICER,
+            &format!("/v1/audit/subjects/{first}?purpose=compliance"),
+        )
+        .await;
+    assert_eq!(report.status, 200);
+    let report = report.json();
+    let requests: Vec<&str> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    assert!(requests.contains(&request_id(&emails).as_str()), "{report}");
+    assert!(
+        !requests.contains(&request_id(&grouped).as_str()),
+        "{report}"
+    );
+    assert_eq!(report["unattributed"]["events"], 1, "{report}");
+    let listed = search(&server, report["unattributed"]["query"].as_str().unwrap()).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["request_id"], request_id(&grouped).as_str());
 }
 
 /// Allowed, denied, unauthenticated and purpose-denied requests each leave

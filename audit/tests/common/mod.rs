@@ -42,6 +42,7 @@ pub fn event(n: u64) -> Event {
                 format!("customer:{}", (n * 7) % 10_000),
             ],
             truncated: false,
+            unattributed: false,
         },
         anomaly: Anomaly::default(),
         latency_us: 180 + n % 300,

@@ -211,6 +211,37 @@ pub fn is_allowed(name: &str, dialect: Dialect) -> bool {
     }
 }
 
+/// Aggregate functions of both dialects (lower case).
+const AGGREGATES: &[&str] = &[
+    "avg",
+    "bool_and",
+    "bool_or",
+    "count",
+    "every",
+    "group_concat",
+    "max",
+    "min",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "string_agg",
+    "sum",
+    "total",
+    "var_pop",
+    "var_samp",
+    "variance",
+];
+
+/// Whether a call of `name` with `args` arguments, not windowed, folds many
+/// rows into one. SQLite's `min(a, b)` and `max(a, b)` are scalar.
+pub fn is_aggregate(name: &str, args: usize) -> bool {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_str() {
+        "min" | "max" => args <= 1,
+        other => AGGREGATES.contains(&other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +286,17 @@ mod tests {
             assert!(!is_allowed(f, Dialect::Sqlite), "{f}");
             assert!(!is_allowed(f, Dialect::Postgres), "{f}");
         }
+    }
+
+    #[test]
+    fn aggregates_are_told_from_scalars() {
+        assert!(is_aggregate("COUNT", 1));
+        assert!(is_aggregate("max", 1));
+        assert!(
+            !is_aggregate("max", 2),
+            "SQLite's two-argument max is scalar"
+        );
+        assert!(!is_aggregate("lower", 1));
+        assert!(!is_aggregate("row_number", 0));
     }
 }

@@ -10,6 +10,7 @@
 //! Fail closed: any construct not handled here is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -17,7 +18,7 @@ use sqlparser::ast::{
     visit_expressions_mut, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
     Ident, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart, OrderBy,
     OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableAlias,
-    TableFactor, TableWithJoins, Value, WindowType,
+    TableFactor, TableWithJoins, Value, Visit, Visitor, WindowType,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -181,6 +182,37 @@ pub struct Resolved {
     /// row filters consult (`customer_id IN (SELECT id FROM customers ...)`).
     /// The backend's guard admits exactly these.
     pub backend_tables: BTreeSet<String>,
+    /// Where the result names its rows' data subjects.
+    pub subjects: SubjectColumns,
+}
+
+/// Where the data subjects of a result's rows are, for the audit log.
+///
+/// When each result row is one row of the top-level FROM relations (no
+/// DISTINCT, grouping or aggregate), the rewrite appends every relation's
+/// subject key as a hidden column: the raw key of a base table (read inside
+/// its policy view under a reserved name no query can write), or a derived
+/// table's or CTE's column that passes a key through. Otherwise the output
+/// columns that are keys are used. Either way `incomplete` says when rows
+/// may carry subject data that no key names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectColumns {
+    /// Result positions that hold subject keys, with their domains.
+    pub keys: Vec<(usize, String)>,
+    /// Columns appended after the outputs for the audit log alone: the
+    /// gateway removes them before answering.
+    pub hidden: usize,
+    /// Some output derives from a table with data subjects that no key
+    /// column covers (aggregates, DISTINCT, set operations, derived tables
+    /// without their key, scalar subqueries).
+    pub incomplete: bool,
+}
+
+/// A hidden key column: its domain, and the table whose rows it names.
+#[derive(Debug, Clone)]
+struct HiddenKey {
+    domain: String,
+    table: String,
 }
 
 impl Resolved {
@@ -276,6 +308,13 @@ pub struct Resolver<'c, O> {
     params: Vec<String>,
     filter_tables: BTreeSet<String>,
     generated_aliases: usize,
+    /// The next query resolved is the statement itself.
+    top_query: bool,
+    /// The next SELECT resolved is the statement's body.
+    top_select: bool,
+    /// The hidden key columns appended to the statement's SELECT, if it is
+    /// row-level.
+    hidden_keys: Option<Vec<HiddenKey>>,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> AnalysisError {
@@ -293,6 +332,9 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             params: Vec::new(),
             filter_tables: BTreeSet::new(),
             generated_aliases: 0,
+            top_query: true,
+            top_select: false,
+            hidden_keys: None,
         }
     }
 
@@ -300,9 +342,11 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
     pub fn run(mut self, query: &mut Query) -> Result<Resolved, AnalysisError> {
         let outputs = self.query(query, &Vec::new(), None)?;
         self.check_uses(&outputs)?;
+        let subjects = self.subject_columns(&outputs);
         let tables: BTreeSet<String> = self.views.keys().cloned().collect();
         let backend_tables = tables.union(&self.filter_tables).cloned().collect();
         Ok(Resolved {
+            subjects,
             backend_tables,
             tables,
             uses: self.uses,
@@ -313,6 +357,124 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             views: self.views,
             params: self.params,
         })
+    }
+
+    /// Where the result's subject keys are: the hidden columns if the
+    /// statement's SELECT got them, else the output columns that are keys.
+    fn subject_columns(&mut self, outputs: &[(String, Lineage)]) -> SubjectColumns {
+        let mut keys = Vec::new();
+        let mut covered = BTreeSet::new();
+        let hidden = match self.hidden_keys.take() {
+            Some(hidden) => {
+                for (i, key) in hidden.iter().enumerate() {
+                    keys.push((outputs.len() + i, key.domain.clone()));
+                    covered.insert(key.table.clone());
+                }
+                hidden.len()
+            }
+            None => {
+                for (i, (_, lineage)) in outputs.iter().enumerate() {
+                    if let Some(key) = self.key_of(lineage) {
+                        keys.push((i, key.domain));
+                        covered.insert(key.table);
+                    }
+                }
+                0
+            }
+        };
+        let incomplete = outputs.iter().any(|(_, lineage)| {
+            lineage.sources.iter().any(|source| {
+                !covered.contains(&source.table)
+                    && !self.catalog.subject_keys(&source.table).is_empty()
+            })
+        });
+        SubjectColumns {
+            keys,
+            hidden,
+            incomplete,
+        }
+    }
+
+    /// The subject key a value is, if it passes a key column through
+    /// unchanged or pseudonymized (any other mask makes it no key).
+    fn key_of(&self, lineage: &Lineage) -> Option<HiddenKey> {
+        let direct = lineage.direct.as_ref()?;
+        let rule = self.catalog.name_rule();
+        let key = self
+            .catalog
+            .subject_keys(&direct.table)
+            .iter()
+            .find(|k| rule.eq(&k.column, &direct.column))?;
+        let view = self.views.get(&direct.table)?;
+        let column = view
+            .columns
+            .iter()
+            .find(|c| rule.eq(&c.name, &direct.column))?;
+        matches!(column.mask, None | Some(Mask::Pseudonym)).then(|| HiddenKey {
+            domain: key.domain.clone(),
+            table: direct.table.clone(),
+        })
+    }
+
+    /// Appends the hidden key columns to the statement's (row-level)
+    /// SELECT: each base table's raw keys, read inside its policy view under
+    /// a reserved `privet_subject_N` name, and each derived relation's key
+    /// columns.
+    fn append_subject_keys(
+        &mut self,
+        s: &mut Select,
+        scope: &Scope<'_>,
+    ) -> Result<(), AnalysisError> {
+        let mut hidden = Vec::new();
+        for relation in &scope.relations {
+            match &relation.denied {
+                Some(view) => {
+                    for key in self.catalog.subject_keys(&view.table) {
+                        self.generated_aliases += 1;
+                        let name = Ident::with_quote(
+                            '"',
+                            format!("privet_subject_{}", self.generated_aliases),
+                        );
+                        let view_select = view_select_mut(&mut s.from, &relation.ident)
+                            .ok_or_else(|| unsupported("internal: a policy view not in FROM"))?;
+                        view_select.projection.push(SelectItem::ExprWithAlias {
+                            expr: Expr::Identifier(Ident::with_quote('"', key.column.clone())),
+                            alias: name.clone(),
+                        });
+                        s.projection
+                            .push(SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
+                                relation.ident.clone(),
+                                name,
+                            ])));
+                        hidden.push(HiddenKey {
+                            domain: key.domain.clone(),
+                            table: view.table.clone(),
+                        });
+                    }
+                }
+                None => {
+                    for (name, lineage) in &relation.columns {
+                        let unique = relation
+                            .columns
+                            .iter()
+                            .filter(|(other, _)| scope.rule.eq(other, name))
+                            .count()
+                            == 1;
+                        let Some(key) = self.key_of(lineage).filter(|_| unique) else {
+                            continue;
+                        };
+                        s.projection
+                            .push(SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
+                                relation.ident.clone(),
+                                Ident::with_quote('"', name.clone()),
+                            ])));
+                        hidden.push(key);
+                    }
+                }
+            }
+        }
+        self.hidden_keys = Some(hidden);
+        Ok(())
     }
 
     /// Uses the views forbid: comparing or sorting without `filter`, and any
@@ -386,6 +548,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         ctes: &Ctes,
         outer: Option<&Scope<'_>>,
     ) -> Result<Vec<(String, Lineage)>, AnalysisError> {
+        let top = std::mem::take(&mut self.top_query);
         if q.fetch.is_some()
             || !q.locks.is_empty()
             || q.for_clause.is_some()
@@ -421,6 +584,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 env.push((cte.alias.name.value.clone(), columns));
             }
         }
+        self.top_select = top && matches!(q.body.as_ref(), SetExpr::Select(_));
         let outputs = self.set_expr(&mut q.body, &env, outer, q.order_by.as_mut())?;
         if let Some(limit) = &mut q.limit_clause {
             let scope = Scope::new(outer, self.catalog.name_rule());
@@ -607,6 +771,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 }
             )));
         }
+        let attribute = std::mem::take(&mut self.top_select) && row_level(s, order_by.as_deref());
         let mut scope = Scope::new(outer, self.catalog.name_rule());
         for twj in &mut s.from {
             self.table_with_joins(twj, &mut scope, ctes)?;
@@ -713,6 +878,9 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         }
         if let Some(order_by) = order_by {
             self.order_by(order_by, &scope, ctes, &outputs)?;
+        }
+        if attribute {
+            self.append_subject_keys(s, &scope)?;
         }
         Ok(outputs)
     }
@@ -1559,6 +1727,87 @@ fn relation_name(name: &ObjectName) -> Result<String, AnalysisError> {
         [one] => Ok(one.value.clone()),
         _ => Err(unsupported(format!("the qualified name `{name}` here"))),
     }
+}
+
+/// Whether each result row of `s` is one row of its FROM relations (no
+/// DISTINCT, grouping or aggregate), so that columns can be appended
+/// without changing which rows come back.
+fn row_level(s: &Select, order_by: Option<&OrderBy>) -> bool {
+    if s.distinct.is_some() || s.having.is_some() {
+        return false;
+    }
+    if !matches!(&s.group_by, GroupByExpr::Expressions(exprs, _) if exprs.is_empty()) {
+        return false;
+    }
+    let mut finder = AggregateFinder { depth: 0 };
+    let aggregated = s.projection.visit(&mut finder).is_break()
+        || order_by.is_some_and(|o| o.visit(&mut finder).is_break());
+    !aggregated
+}
+
+/// Finds an aggregate call outside subqueries (`count(*)`, not
+/// `count(*) OVER ()`, not `(SELECT count(*) ...)`).
+struct AggregateFinder {
+    depth: usize,
+}
+
+impl Visitor for AggregateFinder {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let (0, Expr::Function(f)) = (self.depth, expr) {
+            let args = match &f.args {
+                FunctionArguments::List(list) => list.args.len(),
+                _ => 0,
+            };
+            if f.over.is_none() && functions::is_aggregate(&f.name.to_string(), args) {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The SELECT of the policy view aliased `alias` among `from`'s items.
+fn view_select_mut<'f>(from: &'f mut [TableWithJoins], alias: &Ident) -> Option<&'f mut Select> {
+    for twj in from {
+        let factors =
+            std::iter::once(&mut twj.relation).chain(twj.joins.iter_mut().map(|j| &mut j.relation));
+        for factor in factors {
+            match factor {
+                TableFactor::Derived {
+                    subquery,
+                    alias: Some(a),
+                    ..
+                } if a.name.value == alias.value && a.name.quote_style == alias.quote_style => {
+                    if let SetExpr::Select(select) = subquery.body.as_mut() {
+                        return Some(select);
+                    }
+                }
+                TableFactor::NestedJoin {
+                    table_with_joins, ..
+                } => {
+                    if let Some(select) =
+                        view_select_mut(std::slice::from_mut(table_with_joins.as_mut()), alias)
+                    {
+                        return Some(select);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 fn push_relation(scope: &mut Scope<'_>, relation: Relation) -> Result<(), AnalysisError> {
