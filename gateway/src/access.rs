@@ -18,8 +18,10 @@ use sqlparser::parser::Parser;
 
 use crate::catalog::{Catalog, TableInfo};
 use crate::config::PrincipalConfig;
-use crate::masks::Mask;
-use crate::sql::{AccessOracle, AnalysisError, DeniedColumn, RowFilter, TableView, ViewColumn};
+use crate::masks::{Dialect, Mask};
+use crate::sql::{
+    AccessOracle, AnalysisError, AnalyzedQuery, DeniedColumn, RowFilter, TableView, ViewColumn,
+};
 
 /// When several permitting policies name different masks, the most
 /// restrictive wins: earlier in this list is more restrictive.
@@ -42,6 +44,15 @@ type CacheKey = (String, String, u8, std::net::IpAddr, u8, String);
 /// addresses and hours make the key space open-ended).
 const CACHE_ENTRIES: usize = 4096;
 
+/// What an analysis depends on: the principal, the whole Cedar context, the
+/// backend's dialect and the exact SQL text.
+type AnalysisKey = (String, String, u8, std::net::IpAddr, u8, Dialect, String);
+
+/// Analyses cached at most (emptied when full), and the longest SQL text
+/// cached: services repeat their statements, ad-hoc queries need no cache.
+const ANALYSIS_ENTRIES: usize = 4096;
+const ANALYSIS_MAX_SQL: usize = 8 * 1024;
+
 /// A loaded, validated policy set with its parsed annotations.
 pub struct Policies {
     engine: PolicyEngine,
@@ -49,6 +60,9 @@ pub struct Policies {
     row_filters: HashMap<String, Expr>,
     domains: HashMap<(String, String), String>,
     cache: RwLock<HashMap<CacheKey, Arc<TableView>>>,
+    /// Whole analyses (resolution, decisions, rewrite) of statements seen
+    /// before, valid for this snapshot only, like the decisions they use.
+    analyses: RwLock<HashMap<AnalysisKey, Arc<AnalyzedQuery>>>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -106,6 +120,7 @@ impl Policies {
             row_filters,
             domains: HashMap::new(),
             cache: RwLock::new(HashMap::new()),
+            analyses: RwLock::new(HashMap::new()),
         })
     }
 
@@ -153,6 +168,48 @@ impl Policies {
         }
         cache.insert(key, Arc::clone(&view));
         Ok(view)
+    }
+
+    /// The analysis of `sql` for `principal` in context `ctx`: from the
+    /// cache when this snapshot analyzed the same text in the same context
+    /// before, else computed by `analyze` (and cached when it succeeds).
+    /// Everything an analysis depends on is in the key or fixed for the
+    /// snapshot's lifetime (catalog, principal attributes).
+    pub fn analysis(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        dialect: Dialect,
+        sql: &str,
+        analyze: impl FnOnce() -> Result<AnalyzedQuery, AnalysisError>,
+    ) -> Result<Arc<AnalyzedQuery>, AnalysisError> {
+        if sql.len() > ANALYSIS_MAX_SQL {
+            return analyze().map(Arc::new);
+        }
+        let key = (
+            principal.spec.name.clone(),
+            ctx.purpose.to_string(),
+            ctx.hour,
+            ctx.source_ip,
+            ctx.anomaly_score,
+            dialect,
+            sql.to_string(),
+        );
+        if let Some(hit) = self
+            .analyses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(Arc::clone(hit));
+        }
+        let analyzed = Arc::new(analyze()?);
+        let mut analyses = self.analyses.write().unwrap_or_else(|p| p.into_inner());
+        if analyses.len() >= ANALYSIS_ENTRIES {
+            analyses.clear();
+        }
+        analyses.insert(key, Arc::clone(&analyzed));
+        Ok(analyzed)
     }
 
     fn authorize(

@@ -121,7 +121,7 @@ pub(crate) fn explain(
     gateway: &Gateway,
     principal: &PrincipalConfig,
     ctx: RequestContext<'_>,
-    analyzed: Result<AnalyzedQuery, RequestError>,
+    analyzed: Result<std::sync::Arc<AnalyzedQuery>, RequestError>,
 ) -> Explanation {
     let mut explanation = Explanation {
         principal: principal.spec.name.clone(),
@@ -159,7 +159,7 @@ pub(crate) fn explain(
                 })
                 .collect();
             explanation.params = r.params.clone();
-            explanation.rewritten_sql = Some(q.sql);
+            explanation.rewritten_sql = Some(q.sql.clone());
         }
         Err(e) => {
             // Show the view of the table the refusal concerns, when the

@@ -277,26 +277,25 @@ impl Gateway {
         ))
     }
 
-    /// Analysis, authorization and rewrite, without executing.
+    /// Analysis, authorization and rewrite, without executing; cached in
+    /// the policy snapshot per principal, context and SQL text.
     fn analyze(
         &self,
         principal: &PrincipalConfig,
         ctx: RequestContext<'_>,
         sql_text: &str,
-    ) -> Result<sql::AnalyzedQuery, RequestError> {
+    ) -> Result<Arc<sql::AnalyzedQuery>, RequestError> {
         Self::check_purpose(principal, ctx.purpose)?;
         let policies = self.policies();
-        let oracle = RequestOracle {
-            policies: &policies,
-            principal,
-            context: ctx,
-        };
-        Ok(sql::analyze(
-            sql_text,
-            &self.catalog,
-            oracle,
-            self.backend.dialect(),
-        )?)
+        let dialect = self.backend.dialect();
+        Ok(policies.analysis(principal, ctx, dialect, sql_text, || {
+            let oracle = RequestOracle {
+                policies: &policies,
+                principal,
+                context: ctx,
+            };
+            sql::analyze(sql_text, &self.catalog, oracle, dialect)
+        })?)
     }
 
     /// What the gateway would do with a query, and why, without running it.
@@ -351,11 +350,11 @@ impl Gateway {
             max_rows: self.config.limits.max_rows,
             timeout: self.config.limits.statement_timeout,
         };
-        let resolved = analyzed.resolved;
+        let resolved = &analyzed.resolved;
         let output = self
             .backend
             .query(BackendQuery {
-                sql: analyzed.sql,
+                sql: analyzed.sql.clone(),
                 params: resolved.params.clone(),
                 tables: resolved.backend_tables.clone(),
                 pseudonym_domains: resolved.pseudonym_domains(),

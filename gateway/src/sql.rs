@@ -97,8 +97,9 @@ pub fn analyze(
 /// Parsed statements by exact SQL text. Services send the same statements
 /// again and again, and parsing is the largest cost of analysis (sqlparser
 /// takes ~40 µs for a 3-way join with GROUP BY). Only the parser's output is
-/// cached, never a decision or a rewrite: every request still resolves and
-/// authorizes its own clone. Bounded: cleared when full; long texts skipped.
+/// cached here, shared by every principal; whole analyses (decisions and
+/// rewrite) are cached per principal and context inside the policy snapshot
+/// (`Policies::analysis`). Bounded: cleared when full; long texts skipped.
 /// A parse is valid for one dialect and one exact text.
 type ParseKey = (Dialect, String);
 
@@ -1014,5 +1015,56 @@ mod tests {
             ),
             Err(AnalysisError::UnknownColumn { .. })
         ));
+    }
+
+    #[test]
+    fn postgres_statements_bind_compared_literals_keeping_their_types() {
+        let policy = Policy {
+            row_filter: Some(("customers", "region = principal.region AND opt_in = 1")),
+            ..Policy::default()
+        };
+        let q = analyze(
+            "SELECT email FROM customers WHERE id = 42 AND email IN ('a', 'b') \
+             AND id BETWEEN 1 AND 99999999999 AND id < 1.5 AND 7 = 7",
+            &pg_catalog(),
+            &policy,
+            Dialect::Postgres,
+        )
+        .unwrap();
+        // The row filter's attribute first, then every bound literal in order.
+        assert_eq!(
+            q.resolved.params,
+            ["EU", "1", "42", "a", "b", "1", "99999999999"],
+            "{}",
+            q.sql
+        );
+        for part in [
+            "region = $1 AND opt_in = CAST($2 AS INTEGER)",
+            "id = CAST($3 AS INTEGER)",
+            "email IN ($4, $5)",
+            "id BETWEEN CAST($6 AS INTEGER) AND CAST($7 AS BIGINT)",
+            // A decimal keeps its numeric literal; no column, no binding.
+            "id < 1.5 AND 7 = 7",
+        ] {
+            assert!(q.sql.contains(part), "{part}: {}", q.sql);
+        }
+        // Statements differing only in compared values are one statement.
+        let other = analyze(
+            "SELECT email FROM customers WHERE id = 43 AND email IN ('c', 'd') \
+             AND id BETWEEN 2 AND 99999999998 AND id < 1.5 AND 7 = 7",
+            &pg_catalog(),
+            &policy,
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert_eq!(other.sql, q.sql);
+        // SQLite keeps its literals: bound text would compare differently
+        // against values without affinity.
+        let sqlite = run(
+            "SELECT email FROM customers WHERE id = 42",
+            &Policy::default(),
+        )
+        .unwrap();
+        assert!(sqlite.sql.ends_with("WHERE id = 42"), "{}", sqlite.sql);
     }
 }

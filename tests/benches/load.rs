@@ -28,6 +28,9 @@
 //!   order_items ⋈ products over a 201-order id range, grouped by category
 //!   (64 different ranges).
 //!
+//! `PRIVET_LOAD_ONLY=postgres,point` runs only the backends and workloads
+//! whose names contain one of the words (for profiling one case).
+//!
 //! Each workload runs twice with `PRIVET_LOAD_CLIENTS` concurrent clients
 //! (default 8) for `PRIVET_LOAD_SECONDS` (default 5) after a one-second
 //! warm-up whose requests are not recorded:
@@ -87,6 +90,26 @@ struct Params {
     scale: String,
     clients: usize,
     seconds: u64,
+    /// Lower-case words that backend labels and workload names must
+    /// contain, from `PRIVET_LOAD_ONLY` (`postgres,point`); empty: all.
+    only: Vec<String>,
+}
+
+impl Params {
+    /// Whether `PRIVET_LOAD_ONLY` lets `name` run: some word of the filter
+    /// matches it, or no word of the filter matches anything of its kind.
+    fn selects(&self, name: &str, kind: &[&str]) -> bool {
+        let name = name.to_ascii_lowercase();
+        let relevant: Vec<&String> = self
+            .only
+            .iter()
+            .filter(|w| {
+                kind.iter()
+                    .any(|k| k.to_ascii_lowercase().contains(w.as_str()))
+            })
+            .collect();
+        relevant.is_empty() || relevant.iter().any(|w| name.contains(w.as_str()))
+    }
 }
 
 impl Params {
@@ -99,6 +122,11 @@ impl Params {
         let clients = env_or("PRIVET_LOAD_CLIENTS", "8");
         let seconds = env_or("PRIVET_LOAD_SECONDS", "5");
         Params {
+            only: env_or("PRIVET_LOAD_ONLY", "")
+                .split(',')
+                .map(|w| w.trim().to_ascii_lowercase())
+                .filter(|w| !w.is_empty())
+                .collect(),
             scale,
             clients: clients
                 .parse()
@@ -143,6 +171,13 @@ fn main() {
         .expect("tokio runtime");
     let mut failed = 0;
     for backend in [Backend::Sqlite, Backend::Postgres] {
+        let label = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        };
+        if !params.selects(label, &["sqlite", "postgresql"]) {
+            continue;
+        }
         let Some(run) = BackendRun::start(backend, &params, &runtime) else {
             continue;
         };
@@ -306,9 +341,11 @@ impl BackendRun {
         );
         let mut rows = Vec::new();
         let mut failed = 0;
-        for workload in workloads(&shape) {
+        let all = workloads(&shape);
+        let names: Vec<&str> = all.iter().map(|w| w.name).collect();
+        for workload in all.iter().filter(|w| params.selects(w.name, &names)) {
             println!("-- {}: {}", workload.name, workload.sqls[0]);
-            match self.measure_one(&workload, params, runtime) {
+            match self.measure_one(workload, params, runtime) {
                 Ok(row) => rows.push(row),
                 Err(message) => {
                     println!("   FAILED: {message}");

@@ -101,7 +101,17 @@ async fn denied_tables_are_refused_naming_the_policy(backend: Backend) {
         return;
     };
 
-    // An explicit forbid is named.
+    // An explicit forbid is named. The same text was just allowed for
+    // another principal: analyses are cached per principal and context,
+    // never shared across them.
+    let allowed = server
+        .query(
+            "marketing-service",
+            "marketing",
+            "SELECT email FROM customers",
+        )
+        .await;
+    assert_eq!(allowed.status, 200);
     let reply = server
         .query(
             "recs-service",

@@ -343,6 +343,9 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         let outputs = self.query(query, &Vec::new(), None)?;
         self.check_uses(&outputs)?;
         let subjects = self.subject_columns(&outputs);
+        if self.dialect == Dialect::Postgres {
+            bind_literals(query, &mut self.params);
+        }
         let tables: BTreeSet<String> = self.views.keys().cloned().collect();
         let backend_tables = tables.union(&self.filter_tables).cloned().collect();
         Ok(Resolved {
@@ -1727,6 +1730,71 @@ fn relation_name(name: &ObjectName) -> Result<String, AnalysisError> {
         [one] => Ok(one.value.clone()),
         _ => Err(unsupported(format!("the qualified name `{name}` here"))),
     }
+}
+
+/// Turns the literals a comparison holds against a column (`id = 42`,
+/// `ts >= '2026-01-01'`, `id IN (1, 2)`, `id BETWEEN 1 AND 9`) into bound
+/// parameters, so that statements differing only in those values share one
+/// prepared statement and plan on PostgreSQL. Meaning is kept: an integer
+/// becomes `CAST($n AS INTEGER)` / `BIGINT`, the type PostgreSQL gives the
+/// literal; a string stays untyped, as the literal is (`unknown`, resolved
+/// from the column). Decimals, negatives and everything else stay literal.
+fn bind_literals(query: &mut Query, params: &mut Vec<String>) {
+    fn is_column(e: &Expr) -> bool {
+        matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+    }
+    fn bind(e: &mut Expr, params: &mut Vec<String>) {
+        let Expr::Value(v) = e else { return };
+        let (text, data_type) = match &v.value {
+            Value::Number(n, false) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                let data_type = if n.parse::<i32>().is_ok() {
+                    sqlparser::ast::DataType::Integer(None)
+                } else if n.parse::<i64>().is_ok() {
+                    sqlparser::ast::DataType::BigInt(None)
+                } else {
+                    return;
+                };
+                (n.clone(), Some(data_type))
+            }
+            Value::SingleQuotedString(text) => (text.clone(), None),
+            _ => return,
+        };
+        params.push(text);
+        let placeholder = Expr::value(Value::Placeholder(format!("${}", params.len())));
+        *e = match data_type {
+            Some(data_type) => Expr::Cast {
+                kind: sqlparser::ast::CastKind::Cast,
+                expr: Box::new(placeholder),
+                data_type,
+                format: None,
+            },
+            None => placeholder,
+        };
+    }
+    let _ = visit_expressions_mut(query, |e| {
+        match e {
+            Expr::BinaryOp { left, op, right } if is_comparison(op) => {
+                if is_column(left) {
+                    bind(right, params);
+                } else if is_column(right) {
+                    bind(left, params);
+                }
+            }
+            Expr::InList { expr, list, .. } if is_column(expr) => {
+                for item in list {
+                    bind(item, params);
+                }
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } if is_column(expr) => {
+                bind(low, params);
+                bind(high, params);
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Whether each result row of `s` is one row of its FROM relations (no
