@@ -44,6 +44,8 @@ pub struct AccessRecord {
     pub statement: Option<String>,
     /// Whether every name in the statement resolved against the catalog.
     pub names: Names,
+    /// The fingerprint, when analysis already computed it.
+    pub fingerprint: Option<String>,
     pub tables: Vec<TableAccess>,
     pub policies: BTreeSet<String>,
     pub subjects: Subjects,
@@ -56,6 +58,7 @@ impl Default for AccessRecord {
             sql: None,
             statement: None,
             names: Names::Unchecked,
+            fingerprint: None,
             tables: Vec::new(),
             policies: BTreeSet::new(),
             subjects: Subjects::default(),
@@ -205,10 +208,12 @@ pub fn event(
         purpose: facts.purpose.map(str::to_owned),
         endpoint: facts.endpoint.to_owned(),
         statement: record.statement,
-        fingerprint: record
-            .sql
-            .as_deref()
-            .and_then(|sql| fingerprint(sql, dialect, record.names, catalog)),
+        fingerprint: record.fingerprint.or_else(|| {
+            record
+                .sql
+                .as_deref()
+                .and_then(|sql| fingerprint(sql, dialect, record.names, catalog))
+        }),
         tables: record.tables,
         policies: record.policies.into_iter().collect(),
         rows: record.rows,

@@ -346,6 +346,7 @@ impl Gateway {
     ) -> Result<QueryResult, RequestError> {
         let analyzed = self.analyze(principal, ctx, sql_text)?;
         record.resolved(&analyzed.resolved, self.catalog.name_rule());
+        record.fingerprint = analyzed.fingerprint(sql_text, self.backend.dialect(), &self.catalog);
         let limits = QueryLimits {
             max_rows: self.config.limits.max_rows,
             timeout: self.config.limits.statement_timeout,

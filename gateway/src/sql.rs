@@ -34,6 +34,20 @@ pub struct AnalyzedQuery {
     /// The SQL to run: the rewritten AST, serialized.
     pub sql: String,
     pub resolved: Resolved,
+    /// The client's text as the audit log shows it, computed on first use
+    /// (analyses are cached, so a repeated statement is fingerprinted once).
+    fingerprint: OnceLock<Option<String>>,
+}
+
+impl AnalyzedQuery {
+    /// The literal-free fingerprint of `text`, the SQL this analysis is of.
+    pub fn fingerprint(&self, text: &str, dialect: Dialect, catalog: &Catalog) -> Option<String> {
+        self.fingerprint
+            .get_or_init(|| {
+                fingerprint::fingerprint(text, dialect, fingerprint::Names::Resolved, catalog)
+            })
+            .clone()
+    }
 }
 
 /// Why a statement was refused.
@@ -91,6 +105,7 @@ pub fn analyze(
     Ok(AnalyzedQuery {
         sql: query.to_string(),
         resolved,
+        fingerprint: OnceLock::new(),
     })
 }
 
