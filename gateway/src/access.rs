@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use policies::{
     Action, Decision, PolicyEngine, PolicyError, PolicySource, PrincipalSpec, RequestContext,
@@ -16,6 +16,7 @@ use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, TableFactor};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
+use crate::cache::BoundedCache;
 use crate::catalog::{Catalog, TableInfo};
 use crate::config::PrincipalConfig;
 use crate::masks::{Dialect, Mask};
@@ -36,17 +37,32 @@ const MASK_STRICTNESS: [Mask; 8] = [
     Mask::YearOnly,
 ];
 
-/// Everything a decision depends on: the principal, the whole Cedar
-/// context, and the table.
-type CacheKey = (String, String, u8, std::net::IpAddr, u8, String);
+/// The principal and the whole Cedar context: what every cached decision
+/// and analysis depends on besides its own subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ContextKey {
+    principal: String,
+    purpose: String,
+    hour: u8,
+    source_ip: std::net::IpAddr,
+    anomaly_score: u8,
+}
+
+impl ContextKey {
+    fn of(principal: &PrincipalConfig, ctx: RequestContext<'_>) -> ContextKey {
+        ContextKey {
+            principal: principal.spec.name.clone(),
+            purpose: ctx.purpose.to_string(),
+            hour: ctx.hour,
+            source_ip: ctx.source_ip,
+            anomaly_score: ctx.anomaly_score,
+        }
+    }
+}
 
 /// Decisions cached at most; the cache is emptied when full (source
 /// addresses and hours make the key space open-ended).
 const CACHE_ENTRIES: usize = 4096;
-
-/// What an analysis depends on: the principal, the whole Cedar context, the
-/// backend's dialect and the exact SQL text.
-type AnalysisKey = (String, String, u8, std::net::IpAddr, u8, Dialect, String);
 
 /// Analyses cached at most (emptied when full), and the longest SQL text
 /// cached: services repeat their statements, ad-hoc queries need no cache.
@@ -59,10 +75,12 @@ pub struct Policies {
     masks: HashMap<String, Mask>,
     row_filters: HashMap<String, Expr>,
     domains: HashMap<(String, String), String>,
-    cache: RwLock<HashMap<CacheKey, Arc<TableView>>>,
+    /// Views by context and table.
+    cache: BoundedCache<(ContextKey, String), Arc<TableView>>,
     /// Whole analyses (resolution, decisions, rewrite) of statements seen
-    /// before, valid for this snapshot only, like the decisions they use.
-    analyses: RwLock<HashMap<AnalysisKey, Arc<AnalyzedQuery>>>,
+    /// before, by context, dialect and exact text: valid for this snapshot
+    /// only, like the decisions they use.
+    analyses: BoundedCache<(ContextKey, Dialect, String), Arc<AnalyzedQuery>>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -119,8 +137,8 @@ impl Policies {
             masks,
             row_filters,
             domains: HashMap::new(),
-            cache: RwLock::new(HashMap::new()),
-            analyses: RwLock::new(HashMap::new()),
+            cache: BoundedCache::new(CACHE_ENTRIES),
+            analyses: BoundedCache::new(ANALYSIS_ENTRIES),
         })
     }
 
@@ -145,29 +163,10 @@ impl Policies {
         ctx: RequestContext<'_>,
         table: &TableInfo,
     ) -> Result<Arc<TableView>, AnalysisError> {
-        let key = (
-            principal.spec.name.clone(),
-            ctx.purpose.to_string(),
-            ctx.hour,
-            ctx.source_ip,
-            ctx.anomaly_score,
-            table.name.clone(),
-        );
-        if let Some(view) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(Arc::clone(view));
-        }
-        let view = Arc::new(self.decide(principal, ctx, table)?);
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(key, Arc::clone(&view));
-        Ok(view)
+        self.cache
+            .get_or_try_insert((ContextKey::of(principal, ctx), table.name.clone()), || {
+                self.decide(principal, ctx, table).map(Arc::new)
+            })
     }
 
     /// The analysis of `sql` for `principal` in context `ctx`: from the
@@ -186,30 +185,10 @@ impl Policies {
         if sql.len() > ANALYSIS_MAX_SQL {
             return analyze().map(Arc::new);
         }
-        let key = (
-            principal.spec.name.clone(),
-            ctx.purpose.to_string(),
-            ctx.hour,
-            ctx.source_ip,
-            ctx.anomaly_score,
-            dialect,
-            sql.to_string(),
-        );
-        if let Some(hit) = self
-            .analyses
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(Arc::clone(hit));
-        }
-        let analyzed = Arc::new(analyze()?);
-        let mut analyses = self.analyses.write().unwrap_or_else(|p| p.into_inner());
-        if analyses.len() >= ANALYSIS_ENTRIES {
-            analyses.clear();
-        }
-        analyses.insert(key, Arc::clone(&analyzed));
-        Ok(analyzed)
+        self.analyses.get_or_try_insert(
+            (ContextKey::of(principal, ctx), dialect, sql.to_string()),
+            || analyze().map(Arc::new),
+        )
     }
 
     fn authorize(

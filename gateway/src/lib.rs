@@ -12,6 +12,7 @@ pub mod access;
 pub mod audit;
 pub mod audit_api;
 pub mod backend;
+pub mod cache;
 pub mod catalog;
 mod civil;
 pub mod config;

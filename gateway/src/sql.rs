@@ -11,8 +11,7 @@ pub mod fingerprint;
 mod functions;
 pub mod resolve;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
@@ -25,6 +24,7 @@ pub use resolve::{
     RowFilter, SubjectColumns, TableView, Usage, ViewColumn,
 };
 
+use crate::cache::BoundedCache;
 use crate::catalog::Catalog;
 use crate::masks::Dialect;
 
@@ -118,49 +118,26 @@ pub fn analyze(
 /// A parse is valid for one dialect and one exact text.
 type ParseKey = (Dialect, String);
 
-struct ParseCache {
-    entries: Mutex<HashMap<ParseKey, Arc<Vec<Statement>>>>,
-}
-
 const PARSE_CACHE_ENTRIES: usize = 1024;
 const PARSE_CACHE_MAX_SQL: usize = 8 * 1024;
 
-static PARSE_CACHE: OnceLock<ParseCache> = OnceLock::new();
+static PARSE_CACHE: OnceLock<BoundedCache<ParseKey, Arc<Vec<Statement>>>> = OnceLock::new();
 
 fn parse_cached(sql: &str, dialect: Dialect) -> Result<Arc<Vec<Statement>>, AnalysisError> {
-    let cache = PARSE_CACHE.get_or_init(|| ParseCache {
-        entries: Mutex::new(HashMap::new()),
-    });
-    // The key is borrowed for the lookup only when the entry exists; a miss
-    // pays for one String, as the insert would anyway.
-    let key = (dialect, sql.to_string());
-    if let Some(hit) = cache
-        .entries
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        return Ok(Arc::clone(hit));
+    if sql.len() > PARSE_CACHE_MAX_SQL {
+        return parse(sql, dialect).map(Arc::new);
     }
-    let parsed = Arc::new(parse(sql, dialect)?);
-    if sql.len() <= PARSE_CACHE_MAX_SQL {
-        let mut entries = cache.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= PARSE_CACHE_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(key, Arc::clone(&parsed));
-    }
-    Ok(parsed)
+    PARSE_CACHE
+        .get_or_init(|| BoundedCache::new(PARSE_CACHE_ENTRIES))
+        .get_or_try_insert((dialect, sql.to_string()), || {
+            parse(sql, dialect).map(Arc::new)
+        })
 }
 
 /// Empties the parse cache (benchmarks measure the uncached path with it).
 pub fn clear_parse_cache() {
     if let Some(cache) = PARSE_CACHE.get() {
-        cache
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        cache.clear();
     }
 }
 
