@@ -135,6 +135,18 @@ impl Gateway {
         for warning in policies.engine().warnings() {
             tracing::warn!("{warning}");
         }
+        for table in catalog.tables() {
+            let reserved = std::iter::once(&table.name)
+                .chain(table.columns.iter().map(|c| &c.name))
+                .filter(|name| name.to_ascii_lowercase().starts_with("privet_"))
+                .collect::<Vec<_>>();
+            if !reserved.is_empty() {
+                tracing::warn!(
+                    table = %table.name,
+                    "names starting with `privet_` are reserved for the gateway's rewrite; queries naming {reserved:?} are refused (rename them to govern them)"
+                );
+            }
+        }
         let keys = config
             .principals
             .iter()
