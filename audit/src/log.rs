@@ -341,30 +341,8 @@ impl AuditLog {
         let public_key = checkpoint::public_key_of(&signer);
         checkpoint::write_public_key(dir, &public_key)?;
 
-        let (cp_file, cps, cp_len) = open_checkpoints(dir, &public_key, false, &mut recovery)?;
-        let min_size = cps.last().map_or(0, |c| c.size);
-
-        let mut names = list_segments(dir)?;
-        if names.is_empty() {
-            recovery.created = true;
-            let path = dir.join(segment_file_name(0));
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| LogError::io(&path, e))?;
-            checkpoint::sync_dir(dir)?;
-            names.push((0, path));
-        }
-        let (tree, offsets, segments) = recover_segments(&names, min_size, false, &mut recovery)?;
-        check_checkpoints(&tree, &cps)?;
-        recovery.events = tree.len();
-        recovery.segments = segments.len();
-        recovery.checkpoints = cps.len();
-        recovery.elapsed = started.elapsed();
-
-        let Some(last) = segments.last() else {
+        let loaded = load(dir, &public_key, false, &mut recovery, started)?;
+        let Some(last) = loaded.segments.last() else {
             return Err(LogError::Corrupt {
                 seq: None,
                 what: "no segment to write to".into(),
@@ -372,27 +350,7 @@ impl AuditLog {
         };
         let writer_file = last.file.clone();
         let (seg_first, seg_len) = (last.first_seq, last.len);
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            size: AtomicU64::new(tree.len()),
-            state: RwLock::new(State {
-                tree,
-                offsets,
-                segments,
-            }),
-            signer: Some(signer),
-            public_key,
-            checkpoints: Mutex::new(Checkpoints {
-                file: cp_file,
-                path: dir.join(CHECKPOINTS_FILE),
-                len: cp_len,
-                latest: cps.last().cloned(),
-            }),
-            failure: Mutex::new(None),
-            _lock: Some(lock_file),
-            #[cfg(test)]
-            faults: Faults::default(),
-        });
+        let shared = loaded.into_shared(dir, Some(signer), public_key, Some(lock_file));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: shared.clone(),
@@ -445,38 +403,8 @@ impl AuditLog {
             ));
         }
         let public_key = checkpoint::read_public_key(dir)?;
-        // Checkpoints before segments, as in verify: the segments then hold
-        // at least what the checkpoints read cover, even on a live log.
-        let (cp_file, cps, cp_len) = open_checkpoints(dir, &public_key, true, &mut recovery)?;
-        let min_size = cps.last().map_or(0, |c| c.size);
-        let names = list_segments(dir)?;
-        let (tree, offsets, segments) = recover_segments(&names, min_size, true, &mut recovery)?;
-        check_checkpoints(&tree, &cps)?;
-        recovery.events = tree.len();
-        recovery.segments = segments.len();
-        recovery.checkpoints = cps.len();
-        recovery.elapsed = started.elapsed();
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            size: AtomicU64::new(tree.len()),
-            state: RwLock::new(State {
-                tree,
-                offsets,
-                segments,
-            }),
-            signer: None,
-            public_key,
-            checkpoints: Mutex::new(Checkpoints {
-                file: cp_file,
-                path: dir.join(CHECKPOINTS_FILE),
-                len: cp_len,
-                latest: cps.last().cloned(),
-            }),
-            failure: Mutex::new(None),
-            _lock: None,
-            #[cfg(test)]
-            faults: Faults::default(),
-        });
+        let shared = load(dir, &public_key, true, &mut recovery, started)?
+            .into_shared(dir, None, public_key, None);
         Ok(AuditLog {
             shared,
             tx: None,
@@ -835,6 +763,92 @@ fn serialize_with_zero_seq(mut event: Event) -> Result<Vec<u8>, LogError> {
         });
     }
     Ok(json)
+}
+
+/// What both ways of opening read from disk: the checkpoints, and the
+/// segments rescanned and checked against them.
+struct Loaded {
+    cp_file: Option<File>,
+    cps: Vec<SignedCheckpoint>,
+    cp_len: u64,
+    tree: Tree,
+    offsets: Vec<u32>,
+    segments: Vec<Segment>,
+}
+
+/// Reads checkpoints before segments (as verify does: on a live log the
+/// segments then hold at least what the checkpoints read cover), creating
+/// the first segment of a new writable log, and fills in `recovery`.
+fn load(
+    dir: &Path,
+    public_key: &PublicKey,
+    read_only: bool,
+    recovery: &mut Recovery,
+    started: Instant,
+) -> Result<Loaded, LogError> {
+    let (cp_file, cps, cp_len) = open_checkpoints(dir, public_key, read_only, recovery)?;
+    let min_size = cps.last().map_or(0, |c| c.size);
+    let mut names = list_segments(dir)?;
+    if names.is_empty() && !read_only {
+        recovery.created = true;
+        let path = dir.join(segment_file_name(0));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        checkpoint::sync_dir(dir)?;
+        names.push((0, path));
+    }
+    let (tree, offsets, segments) = recover_segments(&names, min_size, read_only, recovery)?;
+    check_checkpoints(&tree, &cps)?;
+    recovery.events = tree.len();
+    recovery.segments = segments.len();
+    recovery.checkpoints = cps.len();
+    recovery.elapsed = started.elapsed();
+    Ok(Loaded {
+        cp_file,
+        cps,
+        cp_len,
+        tree,
+        offsets,
+        segments,
+    })
+}
+
+impl Loaded {
+    /// The state readers and the writer share; `signer` and `lock` only
+    /// for the writable log.
+    fn into_shared(
+        self,
+        dir: &Path,
+        signer: Option<Ed25519KeyPair>,
+        public_key: PublicKey,
+        lock: Option<File>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            size: AtomicU64::new(self.tree.len()),
+            state: RwLock::new(State {
+                tree: self.tree,
+                offsets: self.offsets,
+                segments: self.segments,
+            }),
+            signer,
+            public_key,
+            checkpoints: Mutex::new(Checkpoints {
+                file: self.cp_file,
+                path: dir.join(CHECKPOINTS_FILE),
+                len: self.cp_len,
+                latest: self.cps.last().cloned(),
+            }),
+            failure: Mutex::new(None),
+            _lock: lock,
+            #[cfg(test)]
+            faults: Faults::default(),
+        })
+    }
 }
 
 /// Opens the checkpoints file, cuts a torn last line (unless `read_only`),
