@@ -1052,6 +1052,24 @@ mod tests {
         assert_eq!(other.sql, q.sql);
         // SQLite keeps its literals: bound text would compare differently
         // against values without affinity.
+        // A huge IN list stays within PostgreSQL's parameter limit.
+        let ids: Vec<String> = (0..12_000).map(|i| i.to_string()).collect();
+        let huge = analyze(
+            &format!(
+                "SELECT email FROM customers WHERE id IN ({})",
+                ids.join(", ")
+            ),
+            &pg_catalog(),
+            &Policy::default(),
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert_eq!(huge.resolved.params.len(), 10_000);
+        assert!(
+            huge.sql.ends_with("11998, 11999)"),
+            "{}",
+            &huge.sql[huge.sql.len() - 40..]
+        );
         let sqlite = run(
             "SELECT email FROM customers WHERE id = 42",
             &Policy::default(),

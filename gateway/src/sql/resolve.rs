@@ -1744,7 +1744,13 @@ fn bind_literals(query: &mut Query, params: &mut Vec<String>) {
         matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
     }
     fn bind(e: &mut Expr, params: &mut Vec<String>) {
+        // PostgreSQL takes at most 65,535 parameters; huge IN lists keep
+        // their literals past this many.
+        const MAX_BOUND: usize = 10_000;
         let Expr::Value(v) = e else { return };
+        if params.len() >= MAX_BOUND {
+            return;
+        }
         let (text, data_type) = match &v.value {
             Value::Number(n, false) if n.bytes().all(|b| b.is_ascii_digit()) => {
                 let data_type = if n.parse::<i32>().is_ok() {
