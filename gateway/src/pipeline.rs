@@ -138,7 +138,7 @@ impl Gateway {
         for table in catalog.tables() {
             let reserved = std::iter::once(&table.name)
                 .chain(table.columns.iter().map(|c| &c.name))
-                .filter(|name| name.to_ascii_lowercase().starts_with("privet_"))
+                .filter(|name| sql::is_reserved_name(name))
                 .collect::<Vec<_>>();
             if !reserved.is_empty() {
                 tracing::warn!(

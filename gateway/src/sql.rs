@@ -182,15 +182,23 @@ fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Statement>, AnalysisError> {
         })
 }
 
-/// Names the rewrite generates start with `privet_` (hidden subject-key
-/// columns, subquery aliases). A query that could write one could, say,
-/// NATURAL JOIN on a hidden raw key, so no query may.
+/// Whether `name` is reserved for the names the rewrite generates (hidden
+/// subject-key columns, subquery aliases): it starts with `privet_`, in any
+/// case. A query that could write one could, say, NATURAL JOIN on a hidden
+/// raw key, so no query may define one.
+pub fn is_reserved_name(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("privet_"))
+}
+
+/// Refuses reserved names ([`is_reserved_name`]) wherever a query could
+/// define one.
 fn check_reserved(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
     for (i, token) in tokens.iter().enumerate() {
         let Token::Word(word) = &token.token else {
             continue;
         };
-        if !word.value.to_ascii_lowercase().starts_with("privet_") {
+        if !is_reserved_name(&word.value) {
             continue;
         }
         let next = tokens[i + 1..]
@@ -1015,14 +1023,14 @@ mod tests {
             row_filter: Some(("customers", "region = principal.region AND opt_in = 1")),
             ..Policy::default()
         };
-        let q = analyze(
+        let pg = |sql: &str, policy: &Policy| {
+            analyze(sql, &pg_catalog(), policy, Dialect::Postgres).unwrap()
+        };
+        let q = pg(
             "SELECT email FROM customers WHERE id = 42 AND email IN ('a', 'b') \
              AND id BETWEEN 1 AND 99999999999 AND id < 1.5 AND 7 = 7",
-            &pg_catalog(),
             &policy,
-            Dialect::Postgres,
-        )
-        .unwrap();
+        );
         // The row filter's attribute first, then every bound literal in order.
         assert_eq!(
             q.resolved.params,
@@ -1041,29 +1049,23 @@ mod tests {
             assert!(q.sql.contains(part), "{part}: {}", q.sql);
         }
         // Statements differing only in compared values are one statement.
-        let other = analyze(
+        let other = pg(
             "SELECT email FROM customers WHERE id = 43 AND email IN ('c', 'd') \
              AND id BETWEEN 2 AND 99999999998 AND id < 1.5 AND 7 = 7",
-            &pg_catalog(),
             &policy,
-            Dialect::Postgres,
-        )
-        .unwrap();
+        );
         assert_eq!(other.sql, q.sql);
         // SQLite keeps its literals: bound text would compare differently
         // against values without affinity.
         // A huge IN list stays within PostgreSQL's parameter limit.
         let ids: Vec<String> = (0..12_000).map(|i| i.to_string()).collect();
-        let huge = analyze(
+        let huge = pg(
             &format!(
                 "SELECT email FROM customers WHERE id IN ({})",
                 ids.join(", ")
             ),
-            &pg_catalog(),
             &Policy::default(),
-            Dialect::Postgres,
-        )
-        .unwrap();
+        );
         assert_eq!(huge.resolved.params.len(), 10_000);
         assert!(
             huge.sql.ends_with("11998, 11999)"),

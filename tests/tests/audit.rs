@@ -100,6 +100,18 @@ fn subject_ids(event: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// A query the principal may run: its reply, after checking it is 200.
+async fn allowed(server: &Server, principal: &str, purpose: &str, sql: &str) -> Reply {
+    let reply = server.query(principal, purpose, sql).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{sql}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply
+}
+
 /// A query that returns customers' rows but not their ids still records
 /// whose rows they were; the key read for the record never reaches the
 /// client; results no key can name are marked unattributed, and subject
@@ -109,14 +121,13 @@ async fn subjects_without_their_key(backend: Backend) {
         eprintln!("skipped: PRIVET_TEST_POSTGRES is not set");
         return;
     };
-    let ids = server
-        .query(
-            "marketing-service",
-            "marketing",
-            "SELECT id FROM customers WHERE id < 40",
-        )
-        .await;
-    assert_eq!(ids.status, 200, "{}", String::from_utf8_lossy(&ids.body));
+    let ids = allowed(
+        &server,
+        "marketing-service",
+        "marketing",
+        "SELECT id FROM customers WHERE id < 40",
+    )
+    .await;
     let truth: BTreeSet<String> = ids.json()["rows"]
         .as_array()
         .unwrap()
@@ -125,19 +136,13 @@ async fn subjects_without_their_key(backend: Backend) {
         .collect();
     assert!(!truth.is_empty());
 
-    let emails = server
-        .query(
-            "marketing-service",
-            "marketing",
-            "SELECT c.email FROM customers c WHERE c.id < 40",
-        )
-        .await;
-    assert_eq!(
-        emails.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&emails.body)
-    );
+    let emails = allowed(
+        &server,
+        "marketing-service",
+        "marketing",
+        "SELECT c.email FROM customers c WHERE c.id < 40",
+    )
+    .await;
     let body = emails.json();
     assert_eq!(body["columns"].as_array().unwrap().len(), 1, "{body}");
     let rows = body["rows"].as_array().unwrap();
@@ -151,19 +156,13 @@ async fn subjects_without_their_key(backend: Backend) {
     assert_eq!(event["subjects"]["unattributed"], false);
 
     // Pseudonymous ids for the principal, raw ids in the record.
-    let behaviour = server
-        .query(
-            "recs-service",
-            "recommendation",
-            "SELECT product_id FROM events WHERE id <= 30",
-        )
-        .await;
-    assert_eq!(
-        behaviour.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&behaviour.body)
-    );
+    let behaviour = allowed(
+        &server,
+        "recs-service",
+        "recommendation",
+        "SELECT product_id FROM events WHERE id <= 30",
+    )
+    .await;
     let event = event_of(&server, &behaviour).await;
     let recorded = subject_ids(&event);
     assert!(!recorded.is_empty());
@@ -175,19 +174,13 @@ async fn subjects_without_their_key(backend: Backend) {
     );
 
     // Grouped rows name no subject: unattributed, and counted in reports.
-    let grouped = server
-        .query(
-            "marketing-service",
-            "marketing",
-            "SELECT country, count(*) FROM customers GROUP BY country",
-        )
-        .await;
-    assert_eq!(
-        grouped.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&grouped.body)
-    );
+    let grouped = allowed(
+        &server,
+        "marketing-service",
+        "marketing",
+        "SELECT country, count(*) FROM customers GROUP BY country",
+    )
+    .await;
     let event = event_of(&server, &grouped).await;
     assert!(subject_ids(&event).is_empty());
     assert_eq!(event["subjects"]["unattributed"], true);

@@ -1926,10 +1926,7 @@ fn lookup(
         .map(|p| p.value.as_str())
         .collect::<Vec<_>>()
         .join(".");
-    if parts
-        .iter()
-        .any(|p| p.value.to_ascii_lowercase().starts_with("privet_"))
-    {
+    if parts.iter().any(|p| super::is_reserved_name(&p.value)) {
         return Err(AnalysisError::UnknownColumn { name: display });
     }
     let mut current = Some(scope);
