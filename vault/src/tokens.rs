@@ -2,13 +2,16 @@
 //! computed with it.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::Path;
 
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
+
+use crate::error::VaultError;
+use crate::files::{sync_parent, temp_path, write_new_file};
 
 /// Key length in bytes: 256 bits, SHA-256's output size (the full strength
 /// HMAC-SHA256 offers).
@@ -23,41 +26,6 @@ const PSEUDONYM_PREFIX: &str = "tok_";
 
 /// Separates the key id derivation from every HMAC use of the key.
 const KEY_ID_CONTEXT: &[u8] = b"privet token key id\0";
-
-/// Why a key could not be made, read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum VaultError {
-    /// The operating system's random number generator failed.
-    #[error("the system random number generator failed")]
-    Random,
-    /// Reading or writing a key file failed.
-    #[error("key file {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    /// The key file can be accessed by users other than its owner.
-    #[error(
-        "key file {} is accessible by group or others (mode {mode:04o}); \
-         restrict it with `chmod 600 {}`",
-        path.display(),
-        path.display()
-    )]
-    InsecurePermissions { path: PathBuf, mode: u32 },
-    /// The key file exists but does not hold a key.
-    #[error("key file {} is not a valid key: {reason}", path.display())]
-    BadKeyFile { path: PathBuf, reason: String },
-}
-
-impl VaultError {
-    fn io(path: &Path, source: io::Error) -> Self {
-        VaultError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
 
 /// A 256-bit key for deterministic tokens (pseudonyms, blind indexes).
 ///
@@ -270,56 +238,10 @@ impl fmt::Debug for TokenKey {
     }
 }
 
-/// A fresh name beside `path` (same directory, so linking it into place
-/// stays on one file system).
-fn temp_path(path: &Path) -> Result<PathBuf, VaultError> {
-    let mut suffix = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut suffix)
-        .map_err(|_| VaultError::Random)?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{suffix}.tmp"));
-    Ok(path.with_file_name(name))
-}
-
-/// Creates `path` (which must not exist) readable by its owner only, writes
-/// `bytes` and syncs them to disk.
-fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        // Set at creation, so the key is never readable by others, not even
-        // briefly.
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Syncs the directory holding `path` so the new entry survives a crash.
-fn sync_parent(path: &Path) -> Result<(), VaultError> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| VaultError::io(dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
