@@ -97,6 +97,7 @@ fn bench_dialect(c: &mut Criterion, dialect: Dialect, suffix: &str) {
                 policies: &policies,
                 principal,
                 context: policies::RequestContext::local(purpose),
+                sealing: None,
             };
             analyze(black_box(sql), &catalog, oracle, dialect)
         };

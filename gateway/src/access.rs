@@ -69,12 +69,25 @@ const CACHE_ENTRIES: usize = 4096;
 const ANALYSIS_ENTRIES: usize = 4096;
 const ANALYSIS_MAX_SQL: usize = 8 * 1024;
 
+/// How a column is stored, when not in plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sealed {
+    /// Vault ciphertext: shown decrypted (and maybe masked) or not at all.
+    Encrypted,
+    /// The blind index of the named column: compared by the gateway for
+    /// equality on that column, never shown.
+    BlindIndex(String),
+}
+
 /// A loaded, validated policy set with its parsed annotations.
 pub struct Policies {
     engine: PolicyEngine,
     masks: HashMap<String, Mask>,
     row_filters: HashMap<String, Expr>,
     domains: HashMap<(String, String), String>,
+    /// Encrypted columns, and blind-index columns with the column they
+    /// index, by (table, column) as the catalog names them.
+    sealed: HashMap<(String, String), Sealed>,
     /// Views by context and table.
     cache: BoundedCache<(ContextKey, String), Arc<TableView>>,
     /// Whole analyses (resolution, decisions, rewrite) of statements seen
@@ -132,10 +145,23 @@ impl Policies {
                 .map_err(|m| annotation_error(&engine, id, format!("@row_filter: {m}")))?;
             row_filters.insert(id.to_string(), expr);
         }
+        let mut sealed = HashMap::new();
+        for table in catalog.tables() {
+            for e in catalog.encrypted(&table.name) {
+                sealed.insert((table.name.clone(), e.column.clone()), Sealed::Encrypted);
+                if let Some(b) = &e.blind_index {
+                    sealed.insert(
+                        (table.name.clone(), b.clone()),
+                        Sealed::BlindIndex(e.column.clone()),
+                    );
+                }
+            }
+        }
         Ok(Policies {
             engine,
             masks,
             row_filters,
+            sealed,
             domains: HashMap::new(),
             cache: BoundedCache::new(CACHE_ENTRIES),
             analyses: BoundedCache::new(ANALYSIS_ENTRIES),
@@ -236,16 +262,55 @@ impl Policies {
                 table: t,
                 column: &column.name,
             };
-            let read = self.authorize(who, Action::Read, resource, ctx)?;
-            if read.allowed {
-                columns.push(ViewColumn {
+            let sealed = self.sealed.get(&(t.to_string(), column.name.clone()));
+            if let Some(Sealed::BlindIndex(of)) = sealed {
+                denied.push(DeniedColumn {
                     name: column.name.clone(),
-                    mask: None,
-                    may_filter: true,
-                    policy_ids: read.policy_ids,
-                    domain: String::new(),
+                    reason: format!(
+                        "it is the blind index of the encrypted column {t}.{of}: the gateway compares it for `{of} = ...` and never returns it"
+                    ),
+                    policy_ids: Vec::new(),
                 });
                 continue;
+            }
+            let encrypted = sealed == Some(&Sealed::Encrypted);
+            let read = self.authorize(who, Action::Read, resource, ctx)?;
+            let mut undecryptable = false;
+            if read.allowed {
+                let decrypt = if encrypted {
+                    Some(self.authorize(who, Action::Decrypt, resource, ctx)?)
+                } else {
+                    None
+                };
+                match decrypt {
+                    None => {
+                        columns.push(ViewColumn {
+                            name: column.name.clone(),
+                            mask: None,
+                            may_filter: true,
+                            policy_ids: read.policy_ids,
+                            domain: String::new(),
+                            encrypted: false,
+                        });
+                        continue;
+                    }
+                    Some(d) if d.allowed => {
+                        let mut policy_ids = read.policy_ids.clone();
+                        policy_ids.extend(d.policy_ids);
+                        columns.push(ViewColumn {
+                            name: column.name.clone(),
+                            mask: None,
+                            may_filter: true,
+                            policy_ids,
+                            domain: String::new(),
+                            encrypted: true,
+                        });
+                        continue;
+                    }
+                    // Readable but not decryptable: masked if a policy
+                    // says how, else denied below.
+                    Some(_) => undecryptable = true,
+                }
             }
             let masked = self.authorize(who, Action::ReadMasked, resource, ctx)?;
             if masked.allowed {
@@ -269,6 +334,7 @@ impl Policies {
                     may_filter: filter.allowed,
                     policy_ids: masked.policy_ids,
                     domain,
+                    encrypted,
                 });
                 continue;
             }
@@ -278,7 +344,11 @@ impl Policies {
             } else {
                 read.policy_ids
             };
-            let reason = if decisive.is_empty() {
+            let reason = if undecryptable {
+                format!(
+                    "it is stored encrypted and no policy lets {who} decrypt it (or read it masked) for purpose `{purpose}`"
+                )
+            } else if decisive.is_empty() {
                 format!("no policy lets {who} read it for purpose `{purpose}` (deny by default)")
             } else {
                 format!("forbidden by policy {}", decisive.join(", "))
@@ -426,10 +496,24 @@ pub struct RequestOracle<'a> {
     pub policies: &'a Policies,
     pub principal: &'a PrincipalConfig,
     pub context: RequestContext<'a>,
+    /// Blind-index tokens for equality on encrypted columns; `None`: such
+    /// comparisons are refused.
+    pub sealing: Option<&'a crate::sealing::Sealing>,
 }
 
 impl AccessOracle for RequestOracle<'_> {
     fn view(&mut self, table: &TableInfo) -> Result<Arc<TableView>, AnalysisError> {
         self.policies.view(self.principal, self.context, table)
+    }
+
+    fn blind_index(&self, table: &str, column: &str, value: &str) -> Result<String, AnalysisError> {
+        match self.sealing {
+            Some(s) => s
+                .blind_index(table, column, value)
+                .map_err(|e| AnalysisError::Unsupported(e.message)),
+            None => Err(AnalysisError::Unsupported(format!(
+                "comparing the encrypted column {table}.{column}: no keys to compute its blind index"
+            ))),
+        }
     }
 }

@@ -225,6 +225,36 @@ pub fn event(
     }
 }
 
+/// The event of a data subject's key being destroyed (crypto-shredding),
+/// recorded by `privet keys shred` or, when the gateway was running, by the
+/// gateway once it sees the keystore change. It names the subject, so the
+/// subject's access report shows when their data became unreadable.
+pub fn shred_event(subject: &str, by: &str, request_id: &str) -> Event {
+    Event {
+        seq: 0,
+        time_us: now_us(),
+        request_id: request_id.to_owned(),
+        principal: Some(by.to_owned()),
+        roles: Vec::new(),
+        source: "local".to_owned(),
+        purpose: Some("erasure".to_owned()),
+        endpoint: "keys.shred".to_owned(),
+        statement: None,
+        fingerprint: None,
+        tables: Vec::new(),
+        policies: Vec::new(),
+        rows: 0,
+        subjects: audit::Subjects {
+            ids: vec![subject.to_owned()],
+            ..audit::Subjects::default()
+        },
+        anomaly: audit::Anomaly::default(),
+        latency_us: 0,
+        outcome: audit::Outcome::Allowed,
+        error_code: None,
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()

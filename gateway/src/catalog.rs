@@ -61,6 +61,17 @@ pub struct SubjectKey {
     pub domain: String,
 }
 
+/// A column stored as vault ciphertext (classified `encrypted = true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedColumn {
+    pub column: String,
+    /// The column beside it holding its blind index (`<column>_bidx`), if
+    /// the table has one: equality on the column is rewritten to it.
+    pub blind_index: Option<String>,
+    /// The primary key columns: ciphertexts are bound to their row by them.
+    pub row_key: Vec<String>,
+}
+
 /// All governed tables, in one schema. Lookups follow the backend's
 /// identifier rules ([`NameRule`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +83,8 @@ pub struct Catalog {
     rule: NameRule,
     /// Subject keys by canonical table name (from the classification).
     subject_keys: BTreeMap<String, Vec<SubjectKey>>,
+    /// Encrypted columns by canonical table name (from the classification).
+    encrypted: BTreeMap<String, Vec<EncryptedColumn>>,
 }
 
 impl Default for Catalog {
@@ -101,6 +114,7 @@ impl Catalog {
             schema: "main".to_owned(),
             rule,
             subject_keys: BTreeMap::new(),
+            encrypted: BTreeMap::new(),
         }
     }
 
@@ -140,6 +154,7 @@ impl Catalog {
             schema: schema.to_owned(),
             rule: NameRule::Exact,
             subject_keys: BTreeMap::new(),
+            encrypted: BTreeMap::new(),
         })
     }
 
@@ -166,6 +181,81 @@ impl Catalog {
     /// name no data subject.
     pub fn subject_keys(&self, table: &str) -> &[SubjectKey] {
         self.subject_keys.get(table).map_or(&[], Vec::as_slice)
+    }
+
+    /// The encrypted columns of a table (canonical name).
+    pub fn encrypted(&self, table: &str) -> &[EncryptedColumn] {
+        self.encrypted.get(table).map_or(&[], Vec::as_slice)
+    }
+
+    /// The encrypted column `table.column`, if it is one.
+    pub fn encrypted_column(&self, table: &str, column: &str) -> Option<&EncryptedColumn> {
+        self.encrypted(table)
+            .iter()
+            .find(|e| self.rule.eq(&e.column, column))
+    }
+
+    /// The encrypted column whose blind index `table.column` is, if any.
+    pub fn blind_index_of(&self, table: &str, column: &str) -> Option<&EncryptedColumn> {
+        self.encrypted(table).iter().find(|e| {
+            e.blind_index
+                .as_deref()
+                .is_some_and(|b| self.rule.eq(b, column))
+        })
+    }
+
+    /// Takes the encrypted columns from the classification. Each needs its
+    /// table's primary key (the row binding of its ciphertexts): a table
+    /// without one is a config error. Call after [`Catalog::classify`].
+    pub fn set_encrypted(&mut self, config: &Config) -> Result<(), ConfigError> {
+        let mut encrypted: BTreeMap<String, Vec<EncryptedColumn>> = BTreeMap::new();
+        for ((table, column), class) in &config.classification {
+            if !class.encrypted {
+                continue;
+            }
+            let Some(info) = self.table(table) else {
+                continue;
+            };
+            let Some(col) = info
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(column))
+            else {
+                continue;
+            };
+            let row_key: Vec<String> = info
+                .columns
+                .iter()
+                .filter(|c| c.primary_key)
+                .map(|c| c.name.clone())
+                .collect();
+            if row_key.is_empty() {
+                return Err(config.classification_error(
+                    table,
+                    column,
+                    format!(
+                        "table `{}` has no primary key, which an encrypted column needs: each ciphertext is bound to its row's key",
+                        info.name
+                    ),
+                ));
+            }
+            let bidx = format!("{}_bidx", col.name);
+            let blind_index = info
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&bidx))
+                .map(|c| c.name.clone());
+            encrypted
+                .entry(info.name.clone())
+                .or_default()
+                .push(EncryptedColumn {
+                    column: col.name.clone(),
+                    blind_index,
+                    row_key,
+                });
+        }
+        self.encrypted = encrypted;
+        Ok(())
     }
 
     /// Takes the subject keys from the classification: every identifier

@@ -217,6 +217,9 @@ pub struct Config {
     pub principals: Vec<PrincipalConfig>,
     /// Keyed by (table, column), as written (lower-cased for SQLite lookups).
     pub classification: BTreeMap<(String, String), ColumnClass>,
+    /// The master key file; `None`: `PRIVET_MASTER_KEY`, else
+    /// `privet-master.key` beside the data dir (see [`crate::keyring`]).
+    pub master_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +230,7 @@ struct RawConfig {
     backend: Option<Spanned<String>>,
     schema: Option<Spanned<String>>,
     policies: Option<Spanned<String>>,
+    master_key_file: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -407,14 +411,6 @@ impl Config {
                     "keys are \"table.column\", e.g. \"customers.email\"",
                 ));
             };
-            if class.get_ref().encrypted {
-                return Err(src.error(
-                    &class,
-                    field,
-                    "encrypted = true needs the vault (field encryption), which this build does not have yet; \
-                     set encrypted = false or remove it",
-                ));
-            }
             classification.insert(
                 (table.to_string(), column.to_string()),
                 ColumnClass {
@@ -425,6 +421,7 @@ impl Config {
                 },
             );
         }
+        let master_key_file = raw.master_key_file.as_ref().map(|p| base.join(p.get_ref()));
         Ok(Config {
             path: path.to_path_buf(),
             listen,
@@ -434,6 +431,7 @@ impl Config {
             limits,
             principals,
             classification,
+            master_key_file,
         })
     }
 
@@ -739,10 +737,10 @@ mod tests {
         let e = parse("[classification]\nemail = { category = \"email\" }\n").unwrap_err();
         assert!(e.message.contains("table.column"), "{e}");
 
-        let e =
+        let c =
             parse("[classification]\n\"c.phone\" = { category = \"phone\", encrypted = true }\n")
-                .unwrap_err();
-        assert!(e.message.contains("vault"), "{e}");
+                .unwrap();
+        assert!(c.classification[&("c".to_string(), "phone".to_string())].encrypted);
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub const DEMO_CLASSIFICATION: &[(&str, &str, Option<&str>)] = &[
     ("customers.email", "email", None),
     ("customers.full_name", "name", None),
     ("customers.phone", "phone", None),
+    ("customers.phone_bidx", "phone", None),
     ("customers.birth_date", "dob", None),
     ("customers.zip", "address", None),
     ("customers.city", "address", None),
@@ -135,6 +136,8 @@ pub enum DemoError {
     Seed(#[from] seed::SeedError),
     #[error(transparent)]
     Random(#[from] keys::RandomError),
+    #[error(transparent)]
+    Keys(#[from] crate::keyring::KeyringError),
 }
 
 /// What the bootstrap did.
@@ -172,7 +175,8 @@ pub fn bootstrap(data_dir: &Path, progress: bool) -> Result<Bootstrap, DemoError
             seed: DEMO_SEED,
             progress,
         };
-        Some(seed::seed_sqlite(&store, &opts, false)?)
+        let mut keys = crate::keyring::open(data_dir, None, true)?;
+        Some(seed::seed_sqlite(&store, &opts, false, &mut keys)?)
     };
 
     let policies = data_dir.join(POLICIES_DIR);
@@ -248,9 +252,17 @@ fn demo_config(credentials: &BTreeMap<String, String>) -> String {
         let domain = domain
             .map(|d| format!(", domain = \"{d}\""))
             .unwrap_or_default();
+        let encrypted = if crate::keyring::DEMO_ENCRYPTED
+            .iter()
+            .any(|(t, c)| format!("{t}.{c}") == *column)
+        {
+            ", encrypted = true"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "\"{column}\" = {{ category = \"{category}\"{domain} }}"
+            "\"{column}\" = {{ category = \"{category}\"{domain}{encrypted} }}"
         );
     }
     out
@@ -321,7 +333,13 @@ mod tests {
             progress: false,
         };
         create_private_dir(&data).unwrap();
-        seed::seed_sqlite(&data.join(STORE_FILE), &opts, false).unwrap();
+        seed::seed_sqlite(
+            &data.join(STORE_FILE),
+            &opts,
+            false,
+            &mut crate::testing::test_keys().keys,
+        )
+        .unwrap();
 
         let first = bootstrap(&data, false).unwrap();
         assert!(first.seeded.is_none(), "the existing store is reused");

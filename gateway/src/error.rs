@@ -30,6 +30,11 @@ pub enum ErrorCode {
     BackendUnavailable,
     QueryTimeout,
     AuditUnavailable,
+    /// A stored ciphertext failed to decrypt (altered, moved to another
+    /// row or column, or under a key the keystore lacks).
+    DecryptFailed,
+    /// The keystore could not be read.
+    KeysUnavailable,
     Internal,
 }
 
@@ -56,6 +61,8 @@ impl ErrorCode {
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::QueryTimeout => "query_timeout",
             ErrorCode::AuditUnavailable => "audit_unavailable",
+            ErrorCode::DecryptFailed => "decrypt_failed",
+            ErrorCode::KeysUnavailable => "keys_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -76,10 +83,11 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::PolicyInvalid => 422,
-            ErrorCode::Internal => 500,
+            ErrorCode::Internal | ErrorCode::DecryptFailed => 500,
             ErrorCode::BackendBusy
             | ErrorCode::BackendUnavailable
-            | ErrorCode::AuditUnavailable => 503,
+            | ErrorCode::AuditUnavailable
+            | ErrorCode::KeysUnavailable => 503,
             ErrorCode::QueryTimeout => 504,
         }
     }

@@ -20,11 +20,14 @@ pub mod demo;
 pub mod error;
 pub mod explain;
 pub mod http;
+pub mod keyring;
 pub mod keys;
 pub mod masks;
 pub mod metrics;
 pub mod pipeline;
 pub mod policytest;
+pub mod rekey;
+pub mod sealing;
 pub mod seed;
 pub mod sql;
 #[doc(hidden)]

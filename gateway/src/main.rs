@@ -74,6 +74,13 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The vault's keys (DATA_DIR/keystore.pvk, unlocked by the master key:
+    /// PRIVET_MASTER_KEY, the config's `master_key_file`, or
+    /// privet-master.key beside the data dir). Works while the gateway runs.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Create the demo commerce store with deterministic synthetic data.
     Seed {
         /// 1 ≈ 5,000 customers, 50,000 orders, 250,000 events. Fractions allowed.
@@ -85,6 +92,54 @@ enum Command {
         /// Replace an existing store.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Keys, their versions, what they protect and when they were made;
+    /// never key material.
+    List {
+        /// List every data subject's key, not only how many there are.
+        #[arg(long)]
+        subjects: bool,
+    },
+    /// Add a key version to encrypted columns: new writes use it, values
+    /// under older versions still decrypt until `rewrap`.
+    Rotate {
+        /// The column, as TABLE.COLUMN.
+        #[arg(
+            long,
+            value_name = "TABLE.COLUMN",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        column: Option<String>,
+        /// Every encrypted column.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Re-encrypt stored values to their column's current key version, in
+    /// batches of one transaction each. Resumable: run it again after an
+    /// interruption and it continues with the values still to do.
+    Rewrap {
+        /// One column (TABLE.COLUMN) [default: every encrypted column].
+        #[arg(long, value_name = "TABLE.COLUMN")]
+        column: Option<String>,
+        /// Values per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Stop after this many batches, as if interrupted.
+        #[arg(long, hide = true)]
+        stop_after_batches: Option<u64>,
+    },
+    /// Destroy a data subject's key (crypto-shredding): their encrypted
+    /// fields read as "[shredded]" from then on, in the store and in every
+    /// backup of it. Cannot be undone. Recorded in the audit log.
+    Shred {
+        /// The subject, as DOMAIN:ID (e.g. customer:42).
+        #[arg(long, value_name = "SUBJECT")]
+        subject: String,
     },
 }
 
@@ -279,6 +334,7 @@ fn run(cli: Cli) -> Result<bool> {
 async fn run_command(command: Command, sources: Sources) -> Result<bool> {
     match command {
         Command::Serve { listen } => serve(&sources, listen).await.map(|()| true),
+        Command::Keys { command } => keys_command(&sources, command).await.map(|()| true),
         Command::Seed { scale, seed, force } => seed_store(&sources, scale, seed, force)
             .await
             .map(|()| true),
@@ -318,20 +374,29 @@ async fn run_command(command: Command, sources: Sources) -> Result<bool> {
             command: PolicyCommand::Test { file },
         } => policy_test(&sources, &file).await,
         Command::Audit { command } => {
-            let data_dir = match existing_config(&sources)? {
-                Some(config) => config.data_dir,
-                None => sources.data_dir.clone().unwrap_or_else(default_data_dir),
+            let (data_dir, master_key_file) = match existing_config(&sources)? {
+                Some(config) => (config.data_dir, config.master_key_file),
+                None => (
+                    sources.data_dir.clone().unwrap_or_else(default_data_dir),
+                    None,
+                ),
             };
-            tokio::task::spawn_blocking(move || audit_command(&data_dir, command))
-                .await
-                .context("the audit command stopped")?
+            tokio::task::spawn_blocking(move || {
+                audit_command(&data_dir, master_key_file.as_deref(), command)
+            })
+            .await
+            .context("the audit command stopped")?
         }
     }
 }
 
 /// `privet audit ...`: reads the files directly (whoever can read them may
 /// run these; the HTTP endpoints are the Cedar-governed way in).
-fn audit_command(data_dir: &Path, command: AuditCommand) -> Result<bool> {
+fn audit_command(
+    data_dir: &Path,
+    master_key_file: Option<&Path>,
+    command: AuditCommand,
+) -> Result<bool> {
     use gateway::audit_api as api;
     let audit_dir = data_dir.join(gateway::audit::AUDIT_DIR);
     let log_dir = audit_dir.join(gateway::audit::LOG_DIR);
@@ -451,11 +516,13 @@ fn audit_command(data_dir: &Path, command: AuditCommand) -> Result<bool> {
             let log = reader()?;
             let index = index_reader()?;
             let subject = api::subject_id(&id);
-            let key_path = data_dir.join(gateway::pipeline::PSEUDONYM_KEY_FILE);
-            let token = match vault::TokenKey::load(&key_path) {
-                Ok(key) => subject
-                    .split_once(':')
-                    .map(|(d, v)| format!("{d}:{}", key.pseudonym(d, v.as_bytes()))),
+            let token = match gateway::keyring::open(data_dir, master_key_file, false) {
+                Ok(keys) => subject.split_once(':').map(|(d, v)| {
+                    format!(
+                        "{d}:{}",
+                        keys.keystore.token_key().pseudonym(d, v.as_bytes())
+                    )
+                }),
                 Err(e) => {
                     eprintln!("note: without the pseudonym key ({e}) accesses that saw only this subject's pseudonym are not found");
                     None
@@ -745,6 +812,7 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
         let shutdown = shutdown_signal()?;
         let indexer = tokio::spawn(index_audit_events(Arc::clone(&trail)));
         let state = Arc::new(AppState::new(gateway, Arc::clone(&trail)));
+        let shreds = tokio::spawn(record_shreds(Arc::clone(&state)));
         reload_on_sighup(Arc::clone(&state))?;
         // Tests and scripts read this line to find the port: every signal
         // handler is installed by now.
@@ -754,6 +822,7 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
             .await
             .context("serving HTTP")?;
         indexer.abort();
+        shreds.abort();
     }
     // The index gets every event of this run (`privet audit search` reads
     // it while the gateway is down)...
@@ -775,6 +844,42 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Records in the audit log the subjects `privet keys shred` shreds while
+/// the gateway runs (the command cannot write the log the gateway holds).
+/// Checks the keystore once a second; failed writes are retried.
+async fn record_shreds(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let sealing = state.gateway.sealing();
+        let subjects = match sealing.take_new_shreds() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "keystore check failed");
+                continue;
+            }
+        };
+        let mut failed = Vec::new();
+        for subject in subjects {
+            let request_id = format!("shred-{}", gateway::audit::now_us());
+            let event = gateway::audit::shred_event(&subject, "privet keys shred", &request_id);
+            match state.audit.record(event).await {
+                Ok(seq) => {
+                    tracing::info!(%subject, seq, "crypto-shredding recorded in the audit log")
+                }
+                Err(e) => {
+                    tracing::error!(%subject, error = %e.message, "crypto-shredding not yet recorded; retrying");
+                    failed.push(subject);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            sealing.report_later(failed);
+        }
+    }
 }
 
 /// Keeps the audit search index close behind the log (searches also catch
@@ -869,9 +974,225 @@ fn print_credentials(
     println!();
 }
 
+/// The data dir, master key file and backend the key commands work on.
+fn keys_setup(sources: &Sources) -> Result<(PathBuf, Option<PathBuf>, Option<Config>)> {
+    Ok(match existing_config(sources)? {
+        Some(config) => (
+            config.data_dir.clone(),
+            config.master_key_file.clone(),
+            Some(config),
+        ),
+        None => (
+            sources.data_dir.clone().unwrap_or_else(default_data_dir),
+            None,
+            None,
+        ),
+    })
+}
+
+/// `TABLE.COLUMN` → (table, column).
+fn table_column(spec: &str) -> Result<(String, String)> {
+    spec.split_once('.')
+        .filter(|(t, c)| !t.is_empty() && !c.is_empty())
+        .map(|(t, c)| (t.to_owned(), c.to_owned()))
+        .with_context(|| format!("`{spec}`: name the column as TABLE.COLUMN, e.g. customers.phone"))
+}
+
+async fn keys_command(sources: &Sources, command: KeysCommand) -> Result<()> {
+    let (data_dir, master_key_file, config) = keys_setup(sources)?;
+    let open = |data_dir: &Path| {
+        gateway::keyring::open(data_dir, master_key_file.as_deref(), false)
+            .context("opening the keystore")
+    };
+    match command {
+        KeysCommand::List { subjects } => {
+            let keys = open(&data_dir)?;
+            let list = keys.keystore.list();
+            println!(
+                "{:<12} {:<28} {:<17} {:<44} PROTECTS",
+                "KIND", "NAME", "ID", "VERSIONS"
+            );
+            let (mut active, mut shredded) = (0u64, 0u64);
+            for key in &list {
+                if key.kind == vault::KeyKind::Subject {
+                    if key
+                        .versions
+                        .iter()
+                        .any(|v| v.state == vault::KeyState::Shredded)
+                    {
+                        shredded += 1;
+                    } else {
+                        active += 1;
+                    }
+                    if !subjects {
+                        continue;
+                    }
+                }
+                let versions = key
+                    .versions
+                    .iter()
+                    .map(|v| format!("v{} {} {}", v.version, v.state.as_str(), v.created))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "{:<12} {:<28} {:<17} {:<44} {}",
+                    key.kind.as_str(),
+                    key.name,
+                    key.id,
+                    versions,
+                    key.protects
+                );
+            }
+            if !subjects {
+                println!(
+                    "subject keys: {active} active, {shredded} shredded (--subjects lists them)"
+                );
+            }
+        }
+        KeysCommand::Rotate { column, all } => {
+            let mut keys = open(&data_dir)?;
+            let columns = if all {
+                keys.keystore.columns()
+            } else {
+                vec![table_column(column.as_deref().unwrap_or_default())?]
+            };
+            if columns.is_empty() {
+                anyhow::bail!("the keystore has no encrypted columns to rotate");
+            }
+            for (table, column) in &columns {
+                let version = keys
+                    .keystore
+                    .rotate_column(table, column)
+                    .with_context(|| format!("rotating {table}.{column}"))?;
+                println!("{table}.{column}: now at key version {version}; run `privet keys rewrap` to re-encrypt stored values");
+            }
+            keys.keystore.save().context("saving the keystore")?;
+        }
+        KeysCommand::Rewrap {
+            column,
+            batch,
+            stop_after_batches,
+        } => {
+            let config = match config {
+                Some(c) => c,
+                None => required_config(sources)?,
+            };
+            let gateway = Gateway::start(config.clone())
+                .await
+                .context("reading the store's catalog")?;
+            let cipher = std::sync::Arc::new(open(&data_dir)?.keystore.cipher());
+            let catalog = gateway.catalog();
+            let wanted = column.as_deref().map(table_column).transpose()?;
+            let mut targets = Vec::new();
+            for table in catalog.tables() {
+                for enc in catalog.encrypted(&table.name) {
+                    if wanted.as_ref().is_some_and(|(t, c)| {
+                        !t.eq_ignore_ascii_case(&table.name) || !c.eq_ignore_ascii_case(&enc.column)
+                    }) {
+                        continue;
+                    }
+                    let [key] = enc.row_key.as_slice() else {
+                        anyhow::bail!(
+                            "{}.{}: rewrap supports single-column primary keys only",
+                            table.name,
+                            enc.column
+                        );
+                    };
+                    let key_type = table
+                        .columns
+                        .iter()
+                        .find(|c| &c.name == key)
+                        .map(|c| c.decl_type.clone())
+                        .unwrap_or_default();
+                    targets.push(gateway::rekey::RewrapTarget {
+                        table: table.name.clone(),
+                        column: enc.column.clone(),
+                        key_column: key.clone(),
+                        key_type,
+                    });
+                }
+            }
+            if targets.is_empty() {
+                anyhow::bail!(
+                    "no encrypted column {}in the classification",
+                    column.map(|c| format!("{c} ")).unwrap_or_default()
+                );
+            }
+            for target in targets {
+                let report = gateway::rekey::rewrap(
+                    &config.backend,
+                    target,
+                    std::sync::Arc::clone(&cipher),
+                    gateway::rekey::RewrapOptions {
+                        batch: batch.max(1),
+                        stop_after_batches,
+                        progress: true,
+                    },
+                )
+                .await?;
+                println!(
+                    "{}.{}: {} values re-encrypted to version {}, {} already current, {} of shredded subjects left as they are{}",
+                    report.table,
+                    report.column,
+                    report.rewrapped,
+                    report.version,
+                    report.already_current,
+                    report.shredded,
+                    if report.interrupted { " (stopped early: run again to continue)" } else { "" }
+                );
+                if report.interrupted {
+                    break;
+                }
+            }
+        }
+        KeysCommand::Shred { subject } => {
+            if !subject
+                .split_once(':')
+                .is_some_and(|(d, v)| !d.is_empty() && !v.is_empty())
+            {
+                anyhow::bail!("`{subject}`: name the subject as DOMAIN:ID, e.g. customer:42");
+            }
+            let mut keys = open(&data_dir)?;
+            let outcome = keys
+                .keystore
+                .shred_subject(&subject)
+                .with_context(|| format!("shredding {subject}"))?;
+            if outcome == vault::ShredOutcome::AlreadyShredded {
+                println!("{subject} was already shredded");
+                return Ok(());
+            }
+            keys.keystore.save().context("saving the keystore")?;
+            drop(keys);
+            println!("{subject}: key destroyed; their encrypted fields now read as [shredded]");
+            let log_dir = data_dir
+                .join(gateway::audit::AUDIT_DIR)
+                .join(gateway::audit::LOG_DIR);
+            match audit::AuditLog::open(&log_dir, audit::LogOptions::default()) {
+                Ok(log) => {
+                    let event = gateway::audit::shred_event(
+                        &subject,
+                        "privet keys shred",
+                        &format!("shred-{}", gateway::audit::now_us()),
+                    );
+                    let seq = log
+                        .append(event)
+                        .await
+                        .context("recording the shredding in the audit log")?;
+                    println!("recorded in the audit log as event {seq}");
+                }
+                Err(audit::LogError::Locked { .. }) => println!(
+                    "the running gateway holds the audit log: it records the shredding there within a second"
+                ),
+                Err(e) => return Err(e).context("opening the audit log to record the shredding"),
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn seed_store(sources: &Sources, scale: f64, seed_value: u64, force: bool) -> Result<()> {
-    let backend = match existing_config(sources)? {
-        Some(config) => config.backend,
+    let (backend, data_dir, master_key_file) = match existing_config(sources)? {
+        Some(config) => (config.backend, config.data_dir, config.master_key_file),
         None => {
             let dir = sources.data_dir.clone().unwrap_or_else(default_data_dir);
             let backend = match &sources.backend {
@@ -887,9 +1208,13 @@ async fn seed_store(sources: &Sources, scale: f64, seed_value: u64, force: bool)
                         .with_context(|| format!("creating {}", parent.display()))?;
                 }
             }
-            backend
+            (backend, dir, None)
         }
     };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut keys = gateway::keyring::open(&data_dir, master_key_file.as_deref(), true)
+        .context("opening the keystore for the encrypted columns")?;
     let started = std::time::Instant::now();
     let opts = SeedOptions {
         scale,
@@ -897,9 +1222,17 @@ async fn seed_store(sources: &Sources, scale: f64, seed_value: u64, force: bool)
         progress: true,
     };
     let summary = match &backend {
-        BackendConfig::Sqlite { path } => seed::seed_sqlite(path, &opts, force)?,
+        BackendConfig::Sqlite { path } => seed::seed_sqlite(path, &opts, force, &mut keys)?,
         BackendConfig::Postgres { url, schema } => {
-            seed::seed_postgres(&url.connect_config(), url.redacted(), schema, &opts, force).await?
+            seed::seed_postgres(
+                &url.connect_config(),
+                url.redacted(),
+                schema,
+                &opts,
+                force,
+                &mut keys,
+            )
+            .await?
         }
     };
     println!(

@@ -26,11 +26,9 @@ pub enum StartError {
     Backend(#[from] BackendError),
     #[error("pseudonym key: {0}")]
     Key(#[from] vault::VaultError),
+    #[error(transparent)]
+    Keys(#[from] crate::keyring::KeyringError),
 }
-
-/// The key of the pseudonym mask, in the data dir (mode 0600). The vault's
-/// key hierarchy will wrap it; until then it is a plain key file.
-pub const PSEUDONYM_KEY_FILE: &str = "pseudonym.key";
 
 /// A result column with the transform applied to it (none yet: masks come
 /// with column-level policies).
@@ -62,6 +60,8 @@ pub struct Gateway {
     /// The pseudonym key, also needed to find a data subject's pseudonyms
     /// in the audit log.
     token_key: Arc<vault::TokenKey>,
+    /// The keystore snapshot encrypted columns are decrypted with.
+    sealing: crate::sealing::Sealing,
 }
 
 /// The Cedar context of a request arriving now from `source`. The anomaly
@@ -104,6 +104,8 @@ pub async fn validate_policies(
     let backend = Backend::open(&config.backend, &limits, key).await?;
     let catalog = backend.catalog().await?;
     let tables = catalog.classify(config)?;
+    let mut catalog = catalog;
+    catalog.set_encrypted(config)?;
     let policies = load_policies(config, dir, &tables, &catalog)?;
     Ok(Reloaded {
         policies: policies.engine().policy_ids().len(),
@@ -123,14 +125,45 @@ impl Gateway {
     /// loads the policies. Any problem stops startup: a gateway that cannot
     /// enforce its policies must not serve.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
-        let token_key = Arc::new(vault::TokenKey::load_or_create(
-            &config.data_dir.join(PSEUDONYM_KEY_FILE),
-        )?);
+        let master =
+            crate::keyring::master_key(&config.data_dir, config.master_key_file.as_deref(), true)?;
+        let mut keys = crate::keyring::open_with(&master, &config.data_dir, true)?;
+        let token_key = keys.keystore.token_key();
         let backend =
             Backend::open(&config.backend, &config.limits, Arc::clone(&token_key)).await?;
         let mut catalog = backend.catalog().await?;
         let tables = catalog.classify(&config)?;
         catalog.set_subject_keys(&config);
+        catalog.set_encrypted(&config)?;
+        let encrypted: Vec<(String, String)> = catalog
+            .tables()
+            .flat_map(|t| {
+                catalog
+                    .encrypted(&t.name)
+                    .iter()
+                    .map(|e| (t.name.clone(), e.column.clone()))
+            })
+            .collect();
+        crate::keyring::ensure_columns(
+            &mut keys,
+            encrypted.iter().map(|(t, c)| (t.as_str(), c.as_str())),
+        )?;
+        let sealing = crate::sealing::Sealing::new(
+            crate::keyring::keystore_path(&config.data_dir),
+            master,
+            &keys.keystore,
+        )
+        .map_err(|e| {
+            StartError::Keys(crate::keyring::KeyringError::Keystore {
+                path: crate::keyring::keystore_path(&config.data_dir),
+                source: vault::VaultError::Io {
+                    path: crate::keyring::keystore_path(&config.data_dir),
+                    source: e,
+                },
+            })
+        })?;
+        // The lock is for writers; serving only reads the file.
+        drop(keys);
         let policies = load_policies(&config, &config.policies_dir, &tables, &catalog)?;
         for warning in policies.engine().warnings() {
             tracing::warn!("{warning}");
@@ -167,6 +200,7 @@ impl Gateway {
             catalog,
             backend,
             token_key,
+            sealing,
         })
     }
 
@@ -305,6 +339,7 @@ impl Gateway {
                 policies: &policies,
                 principal,
                 context: ctx,
+                sealing: Some(&self.sealing),
             };
             sql::analyze(sql_text, &self.catalog, oracle, dialect)
         })?)
@@ -327,6 +362,11 @@ impl Gateway {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The keystore snapshot encrypted columns are decrypted with.
+    pub fn sealing(&self) -> &crate::sealing::Sealing {
+        &self.sealing
     }
 
     /// The backend, for describing it.
@@ -395,6 +435,8 @@ impl Gateway {
                 row.truncate(shown);
             }
         }
+        self.sealing
+            .unseal_rows(&resolved.sealed_outputs(), &mut rows, &self.token_key)?;
         let transforms = resolved.transforms();
         Ok(QueryResult {
             columns: output

@@ -104,6 +104,19 @@ pub enum SeedError {
     /// credentials; `message` says which step failed and why.
     #[error("PostgreSQL error while seeding {backend}: {message}")]
     Postgres { backend: String, message: String },
+    /// The keystore could not give the demo's keys.
+    #[error(transparent)]
+    Keys(#[from] crate::keyring::KeyringError),
+    /// Encrypting a classified value failed (the key of a column or subject
+    /// is missing, or the random number generator failed).
+    #[error("encrypting {table}.{column} of row {row}: {source}")]
+    Encrypt {
+        table: &'static str,
+        column: &'static str,
+        row: String,
+        #[source]
+        source: vault::CipherError,
+    },
     /// A file-system operation failed on `path`.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -129,7 +142,8 @@ macro_rules! demo_tables_sql {
     country TEXT,
     region TEXT,
     created_at TEXT,
-    marketing_opt_in INTEGER NOT NULL
+    marketing_opt_in INTEGER NOT NULL,
+    phone_bidx TEXT
 );
 CREATE TABLE products (
     id INTEGER PRIMARY KEY,
@@ -194,7 +208,8 @@ CREATE TABLE reviews (
 
 macro_rules! demo_indexes_sql {
     () => {
-        "CREATE INDEX idx_orders_customer_id ON orders(customer_id);
+        "CREATE INDEX idx_customers_phone_bidx ON customers(phone_bidx);
+CREATE INDEX idx_orders_customer_id ON orders(customer_id);
 CREATE INDEX idx_order_items_product_id ON order_items(product_id);
 CREATE INDEX idx_payments_order_id ON payments(order_id);
 CREATE INDEX idx_events_customer_id ON events(customer_id);
@@ -233,6 +248,7 @@ pub fn seed_sqlite(
     path: &Path,
     opts: &SeedOptions,
     replace: bool,
+    keys: &mut crate::keyring::OpenKeystore,
 ) -> Result<SeedSummary, SeedError> {
     generate::validate_scale(opts.scale)?;
     // Fail fast, before spending seconds on generation.
@@ -243,11 +259,12 @@ pub fn seed_sqlite(
     }
     let started = Instant::now();
     let dataset = DemoDataset::new(opts.scale, opts.seed)?;
+    let sealer = StoreSealer::prepare(keys, &dataset)?;
 
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     let temp = TempFile::create(path, &dir)?;
-    let summary = write_store(temp.path(), path, &dataset, opts.progress)?;
+    let summary = write_store(temp.path(), path, &dataset, &sealer, opts.progress)?;
     // The data must be on disk before the rename makes them visible.
     fs::File::open(temp.path())
         .and_then(|f| f.sync_all())
@@ -272,6 +289,7 @@ fn write_store(
     temp: &Path,
     target: &Path,
     dataset: &DemoDataset,
+    sealer: &StoreSealer,
     progress: bool,
 ) -> Result<SeedSummary, SeedError> {
     let sql_error = |source| SeedError::Sqlite {
@@ -290,9 +308,12 @@ fn write_store(
     .map_err(sql_error)?;
 
     let bar = progress_bar(progress, dataset.total_rows());
-    let loaded = load(&mut conn, dataset, &bar);
+    let loaded = load(&mut conn, dataset, sealer, &bar);
     bar.finish_and_clear();
-    let summary = loaded.map_err(sql_error)?;
+    let summary = loaded.map_err(|e| match e {
+        Loaded::Sqlite(e) => sql_error(e),
+        Loaded::Seal(e) => e,
+    })?;
 
     // Leave a normal rollback-journal database behind for its users.
     conn.execute_batch("PRAGMA journal_mode = DELETE;")
@@ -301,11 +322,30 @@ fn write_store(
     Ok(summary)
 }
 
+/// Why loading the SQLite store stopped.
+enum Loaded {
+    Sqlite(rusqlite::Error),
+    Seal(SeedError),
+}
+
+impl From<rusqlite::Error> for Loaded {
+    fn from(e: rusqlite::Error) -> Self {
+        Loaded::Sqlite(e)
+    }
+}
+
+impl From<SeedError> for Loaded {
+    fn from(e: SeedError) -> Self {
+        Loaded::Seal(e)
+    }
+}
+
 fn load(
     conn: &mut Connection,
     dataset: &DemoDataset,
+    sealer: &StoreSealer,
     bar: &ProgressBar,
-) -> rusqlite::Result<SeedSummary> {
+) -> Result<SeedSummary, Loaded> {
     // Updating the bar per row would cost more than the insert.
     const BAR_STEP: u64 = 4096;
     let tx = conn.transaction()?;
@@ -315,14 +355,14 @@ fn load(
         bar.set_message(table.name());
         let mut stmt = tx.prepare_cached(&insert_sql(table))?;
         let mut pending = 0;
-        let rows = dataset.for_each_row(table, |row| {
+        let rows = sealer.for_each_row(dataset, table, |row| {
             stmt.execute(rusqlite::params_from_iter(row))?;
             pending += 1;
             if pending == BAR_STEP {
                 bar.inc(pending);
                 pending = 0;
             }
-            Ok::<_, rusqlite::Error>(())
+            Ok::<_, Loaded>(())
         })?;
         bar.inc(pending);
         tracing::debug!(table = table.name(), rows, "table loaded");
@@ -334,6 +374,131 @@ fn load(
     tx.execute_batch(INDEXES_SQL)?;
     tx.commit()?;
     Ok(SeedSummary { tables })
+}
+
+/// Encrypts the demo's classified columns on their way into the store:
+/// `customers.phone` under each customer's subject key (with its blind index
+/// in `phone_bidx`) and `payments.card_number` under the paying customer's,
+/// each bound to its table, column and row id. The generator stays in
+/// plaintext; only stored rows are sealed.
+pub struct StoreSealer {
+    cipher: vault::FieldCipher,
+}
+
+/// The subject a customer id names, as keystore and audit log write it.
+pub fn customer_subject(id: i64) -> String {
+    format!("customer:{id}")
+}
+
+impl StoreSealer {
+    /// Makes sure the encrypted columns and every customer have keys (saved
+    /// once), and returns the sealer over a snapshot of them.
+    pub fn prepare(
+        keys: &mut crate::keyring::OpenKeystore,
+        dataset: &DemoDataset,
+    ) -> Result<StoreSealer, SeedError> {
+        crate::keyring::ensure_columns(keys, crate::keyring::DEMO_ENCRYPTED.iter().copied())?;
+        let path = keys.keystore.path().to_path_buf();
+        let store_error = |source| crate::keyring::KeyringError::Keystore {
+            path: path.clone(),
+            source,
+        };
+        let customers = dataset.row_count(DemoTable::Customers);
+        let mut added = false;
+        for id in 1..=customers {
+            let subject = customer_subject(i64::try_from(id).unwrap_or(i64::MAX));
+            // A shredded customer stays shredded: reseeding writes their
+            // fields under no key rather than bringing them back.
+            if keys.keystore.is_shredded(&subject) {
+                continue;
+            }
+            added |= keys
+                .keystore
+                .ensure_subject(&subject)
+                .map_err(store_error)?;
+        }
+        if added {
+            keys.keystore.save().map_err(store_error)?;
+        }
+        Ok(StoreSealer {
+            cipher: keys.keystore.cipher(),
+        })
+    }
+
+    /// `dataset.for_each_row` with the row sealed as stored.
+    pub fn for_each_row<E: From<SeedError>>(
+        &self,
+        dataset: &DemoDataset,
+        table: DemoTable,
+        mut sink: impl FnMut(&[Value]) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        if !matches!(table, DemoTable::Customers | DemoTable::Payments) {
+            return dataset.for_each_row(table, sink);
+        }
+        let mut sealed = Vec::new();
+        dataset.for_each_row(table, |row| {
+            sealed.clear();
+            sealed.extend_from_slice(row);
+            self.seal(dataset, table, &mut sealed)?;
+            sink(&sealed)
+        })
+    }
+
+    fn seal(
+        &self,
+        dataset: &DemoDataset,
+        table: DemoTable,
+        row: &mut [Value],
+    ) -> Result<(), SeedError> {
+        let (column, subject_of): (&'static str, fn(&DemoDataset, i64) -> i64) = match table {
+            DemoTable::Customers => ("phone", |_, id| id),
+            DemoTable::Payments => ("card_number", |d, id| {
+                // One payment per order, sharing its id.
+                i64::try_from(d.order_customer(u64::try_from(id).unwrap_or(0))).unwrap_or(0)
+            }),
+            _ => return Ok(()),
+        };
+        let columns = table.columns();
+        let position = |name: &str| columns.iter().position(|c| *c == name);
+        let (Some(at), Some(Value::Integer(id))) = (position(column), row.first().cloned()) else {
+            return Ok(());
+        };
+        let Value::Text(plain) = &row[at] else {
+            // NULL stays NULL (a customer without a phone).
+            return Ok(());
+        };
+        let row_key = id.to_string();
+        let field = vault::Field {
+            table: table.name(),
+            column,
+            row_key: &row_key,
+        };
+        let fail = |source| SeedError::Encrypt {
+            table: table.name(),
+            column,
+            row: row_key.clone(),
+            source,
+        };
+        let subject = customer_subject(subject_of(dataset, id));
+        let bidx = match position(&format!("{column}_bidx")) {
+            Some(b) => Some((
+                b,
+                self.cipher
+                    .blind_index(table.name(), column, plain.as_bytes())
+                    .map_err(fail)?,
+            )),
+            None => None,
+        };
+        let sealed = self
+            .cipher
+            .encrypt(&field, Some(&subject), plain.as_bytes())
+            .map_err(fail)?;
+        row[at] = Value::Text(sealed);
+        if let Some((b, token)) = bidx {
+            row[b] = Value::Text(token);
+        }
+        Ok(())
+    }
 }
 
 fn insert_sql(table: DemoTable) -> String {
@@ -519,12 +684,72 @@ mod tests {
     /// Seeds `<dir>/store.db`.
     fn seed_in(dir: &Path, scale: f64, seed: u64) -> (PathBuf, SeedSummary) {
         let path = dir.join("store.db");
-        let summary = seed_sqlite(&path, &opts(scale, seed), false).unwrap();
+        let summary = seed_sqlite(&path, &opts(scale, seed), false, &mut keys_in(dir)).unwrap();
         (path, summary)
     }
 
+    fn test_master() -> vault::MasterKey {
+        vault::MasterKey::from_bytes(&[7; 32])
+    }
+
+    /// The keystore beside a test store (created on first use).
+    pub(crate) fn keys_in(dir: &Path) -> crate::keyring::OpenKeystore {
+        crate::keyring::open_with(&test_master(), dir, true).unwrap()
+    }
+
+    /// The cipher of the keystore in `dir`.
+    pub(crate) fn cipher_in(dir: &Path) -> vault::FieldCipher {
+        vault::Keystore::open(&dir.join(vault::Keystore::FILE_NAME), &test_master())
+            .unwrap()
+            .cipher()
+    }
+
+    /// A stored value as the generator made it: sealed columns decrypted.
+    pub(crate) fn unseal(
+        cipher: &vault::FieldCipher,
+        table: &str,
+        column: &str,
+        id: &str,
+        value: &str,
+    ) -> String {
+        if !matches!(
+            (table, column),
+            ("customers", "phone") | ("payments", "card_number")
+        ) {
+            return value.to_owned();
+        }
+        let field = vault::Field {
+            table,
+            column,
+            row_key: id,
+        };
+        String::from_utf8(cipher.decrypt(&field, value).unwrap()).unwrap()
+    }
+
+    /// The store read-only, with `plain(table, column, id, value)`
+    /// decrypting sealed values with the keystore beside it.
     fn open(path: &Path) -> Connection {
-        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+        let conn =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let dir = path.parent().unwrap();
+        if !dir.join(vault::Keystore::FILE_NAME).exists() {
+            return conn;
+        }
+        let cipher = cipher_in(dir);
+        conn.create_scalar_function(
+            "plain",
+            4,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+            move |ctx| {
+                let table: String = ctx.get(0)?;
+                let column: String = ctx.get(1)?;
+                let id: i64 = ctx.get(2)?;
+                let value: Option<String> = ctx.get(3)?;
+                Ok(value.map(|v| unseal(&cipher, &table, &column, &id.to_string(), &v)))
+            },
+        )
+        .unwrap();
+        conn
     }
 
     fn count(conn: &Connection, sql: &str) -> i64 {
@@ -539,8 +764,11 @@ mod tests {
     }
 
     /// FNV-1a over every value of every table, read back from the file.
+    /// Sealed values are decrypted, and each blind index is checked against
+    /// its plaintext and then counted as the NULL the generator emits.
     fn content_hash(path: &Path) -> u64 {
         let conn = open(path);
+        let cipher = cipher_in(path.parent().unwrap());
         let mut hash = 0xCBF2_9CE4_8422_2325;
         for table in DemoTable::ALL {
             fnv(&mut hash, table.name().as_bytes());
@@ -548,10 +776,43 @@ mod tests {
                 .prepare(&format!("SELECT * FROM {} ORDER BY rowid", table.name()))
                 .unwrap();
             let n = stmt.column_count();
+            let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
             let mut rows = stmt.query([]).unwrap();
             while let Some(row) = rows.next().unwrap() {
-                for i in 0..n {
-                    match row.get_ref(i).unwrap() {
+                let id = match row.get_ref(0).unwrap() {
+                    ValueRef::Integer(v) => v.to_string(),
+                    _ => String::new(),
+                };
+                let mut last_plain: Option<String> = None;
+                for (i, name) in names.iter().enumerate().take(n) {
+                    let value = row.get_ref(i).unwrap();
+                    if name == "phone_bidx" {
+                        let expected = last_plain.take().map(|p| {
+                            cipher
+                                .blind_index("customers", "phone", p.as_bytes())
+                                .unwrap()
+                        });
+                        let got = match value {
+                            ValueRef::Text(t) => Some(String::from_utf8(t.to_vec()).unwrap()),
+                            _ => None,
+                        };
+                        assert_eq!(got, expected, "blind index of customer {id}");
+                        fnv(&mut hash, b"N");
+                        continue;
+                    }
+                    let unsealed;
+                    let value = match value {
+                        ValueRef::Text(t) => {
+                            let text = std::str::from_utf8(t).unwrap();
+                            unsealed = unseal(&cipher, table.name(), name, &id, text);
+                            if name == "phone" {
+                                last_plain = Some(unsealed.clone());
+                            }
+                            ValueRef::Text(unsealed.as_bytes())
+                        }
+                        other => other,
+                    };
+                    match value {
                         ValueRef::Null => fnv(&mut hash, b"N"),
                         ValueRef::Integer(v) => {
                             fnv(&mut hash, b"I");
@@ -654,7 +915,9 @@ mod tests {
         assert_eq!(generator_hash(0.01, 42), GOLDEN_HASH_0_01_SEED_42);
     }
 
-    const GOLDEN_HASH_0_01_SEED_42: u64 = 9_107_166_399_059_109_830;
+    // Changed once deliberately: customers gained the `phone_bidx` column
+    // (NULL in the generator's rows), the values are the same.
+    const GOLDEN_HASH_0_01_SEED_42: u64 = 4_673_431_352_721_696_856;
 
     #[test]
     fn row_counts_follow_the_scale_formula() {
@@ -715,7 +978,7 @@ mod tests {
         let (path, _) = seed_in(dir.path(), 0.05, 3);
         let conn = open(&path);
         let mut stmt = conn
-            .prepare("SELECT card_number, card_last4 FROM payments")
+            .prepare("SELECT plain('payments', 'card_number', id, card_number), card_last4 FROM payments")
             .unwrap();
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
@@ -819,7 +1082,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = seed_in(dir.path(), 0.01, 1);
         let before = content_hash(&path);
-        match seed_sqlite(&path, &opts(0.01, 2), false) {
+        match seed_sqlite(
+            &path,
+            &opts(0.01, 2),
+            false,
+            &mut keys_in(path.parent().unwrap()),
+        ) {
             Err(SeedError::AlreadyExists { path: p }) => assert_eq!(p, path),
             other => panic!("expected AlreadyExists, got {other:?}"),
         }
@@ -833,7 +1101,13 @@ mod tests {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         fs::write(&wal, b"stale").unwrap();
-        seed_sqlite(&path, &opts(0.01, 2), true).unwrap();
+        seed_sqlite(
+            &path,
+            &opts(0.01, 2),
+            true,
+            &mut keys_in(path.parent().unwrap()),
+        )
+        .unwrap();
         assert!(!Path::new(&wal).exists());
         let other_dir = tempfile::tempdir().unwrap();
         let (fresh, _) = seed_in(other_dir.path(), 0.01, 2);
@@ -853,7 +1127,12 @@ mod tests {
             1000.0,
             100.5,
         ] {
-            match seed_sqlite(&path, &opts(scale, 1), false) {
+            match seed_sqlite(
+                &path,
+                &opts(scale, 1),
+                false,
+                &mut crate::testing::test_keys().keys,
+            ) {
                 Err(SeedError::BadScale(s)) => assert!(s.is_nan() || s == scale),
                 other => panic!("scale {scale}: expected BadScale, got {other:?}"),
             }
@@ -871,7 +1150,13 @@ mod tests {
     fn no_temporary_file_is_left_behind() {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("privet-data").join("demo.db");
-        seed_sqlite(&nested, &opts(0.01, 5), false).unwrap();
+        seed_sqlite(
+            &nested,
+            &opts(0.01, 5),
+            false,
+            &mut crate::testing::test_keys().keys,
+        )
+        .unwrap();
         let listing = |d: &Path| -> Vec<String> {
             let mut names: Vec<String> = fs::read_dir(d)
                 .unwrap()
@@ -883,8 +1168,20 @@ mod tests {
         let data_dir = dir.path().join("privet-data");
         assert_eq!(listing(&data_dir), ["demo.db"]);
         // Failed attempts clean up too.
-        assert!(seed_sqlite(&nested, &opts(0.01, 5), false).is_err());
-        seed_sqlite(&nested, &opts(0.01, 6), true).unwrap();
+        assert!(seed_sqlite(
+            &nested,
+            &opts(0.01, 5),
+            false,
+            &mut crate::testing::test_keys().keys
+        )
+        .is_err());
+        seed_sqlite(
+            &nested,
+            &opts(0.01, 6),
+            true,
+            &mut crate::testing::test_keys().keys,
+        )
+        .unwrap();
         assert_eq!(listing(&data_dir), ["demo.db"]);
         // The result is an ordinary rollback-journal database.
         let conn = open(&nested);
@@ -903,7 +1200,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
         fs::write(&file, b"x").unwrap();
-        let err = seed_sqlite(&file.join("store.db"), &opts(0.01, 1), false).unwrap_err();
+        let err = seed_sqlite(
+            &file.join("store.db"),
+            &opts(0.01, 1),
+            false,
+            &mut crate::testing::test_keys().keys,
+        )
+        .unwrap_err();
         assert!(matches!(err, SeedError::Io { .. }), "{err:?}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -930,7 +1233,7 @@ mod tests {
             &conn,
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'",
         );
-        assert_eq!(indexes, 8);
+        assert_eq!(indexes, 9);
     }
 
     #[test]
@@ -1057,7 +1360,7 @@ mod tests {
             &conn,
             "SELECT COUNT(DISTINCT t.id) FROM support_tickets t
              JOIN orders o ON o.customer_id = t.customer_id JOIN payments p ON p.order_id = o.id
-             WHERE instr(replace(replace(t.body, ' ', ''), '-', ''), p.card_number) > 0",
+             WHERE instr(replace(replace(t.body, ' ', ''), '-', ''), plain('payments', 'card_number', p.id, p.card_number)) > 0",
         );
         assert!(with_card > 0, "no ticket quotes a card number");
         let with_phone = count(

@@ -20,8 +20,9 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 pub use functions::is_allowed as function_allowed;
 pub use resolve::{
-    AccessOracle, ColumnRef, DeniedColumn, Lineage, OutputLineage, PreparedView, Resolved,
-    RowFilter, SubjectColumns, TableView, Usage, ViewColumn,
+    blind_index_alias, AccessOracle, ColumnRef, DeniedColumn, Lineage, OutputLineage, PreparedView,
+    Resolved, RowFilter, SealedOutput, SubjectColumns, TableView, Usage, ViewColumn,
+    SEALED_SEPARATOR,
 };
 
 use crate::cache::BoundedCache;
@@ -354,6 +355,7 @@ mod tests {
                         may_filter: !self.no_filter.contains(k.as_str()),
                         policy_ids: vec![],
                         domain: k.clone(),
+                        encrypted: false,
                     });
                 }
             }

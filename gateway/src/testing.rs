@@ -86,3 +86,18 @@ pub fn cleanup(url: &str, sql: &str) {
         eprintln!("test cleanup panicked");
     }
 }
+
+/// A keystore in a temporary directory, under a fixed test master key.
+#[cfg(test)]
+pub struct TestKeys {
+    pub keys: crate::keyring::OpenKeystore,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(test)]
+pub fn test_keys() -> TestKeys {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = crate::keyring::open_with(&vault::MasterKey::from_bytes(&[7; 32]), dir.path(), true)
+        .expect("test keystore");
+    TestKeys { keys, _dir: dir }
+}

@@ -125,6 +125,9 @@ impl DemoTable {
                 "region",
                 "created_at",
                 "marketing_opt_in",
+                // The blind index of the encrypted phone, filled in by the
+                // store writer (the generator deals in plaintext).
+                "phone_bidx",
             ],
             DemoTable::Products => &["id", "sku", "name", "category", "brand", "price_cents"],
             DemoTable::Orders => &[
@@ -553,6 +556,7 @@ impl DemoDataset {
             c.country.region.as_str().into(),
             rfc3339(c.created_at).into(),
             i64::from(c.marketing_opt_in).into(),
+            Value::Null,
         ]);
     }
 
@@ -635,6 +639,11 @@ impl DemoDataset {
     }
 
     // ---- orders, items, payments --------------------------------------------
+
+    /// The customer who placed order `id` (and whose card paid for it).
+    pub fn order_customer(&self, id: u64) -> u64 {
+        self.order(id).customer
+    }
 
     fn order(&self, id: u64) -> Order {
         let mut rng = Rng::for_entity(self.seed, Stream::Order, id);

@@ -39,7 +39,8 @@ macro_rules! pg_tables_sql {
     country TEXT,
     region TEXT,
     created_at TIMESTAMPTZ,
-    marketing_opt_in BIGINT NOT NULL
+    marketing_opt_in BIGINT NOT NULL,
+    phone_bidx TEXT
 );
 CREATE TABLE products (
     id BIGINT PRIMARY KEY,
@@ -104,7 +105,8 @@ CREATE TABLE reviews (
 
 macro_rules! pg_indexes_sql {
     () => {
-        "CREATE INDEX idx_orders_customer_id ON orders(customer_id);
+        "CREATE INDEX idx_customers_phone_bidx ON customers(phone_bidx);
+CREATE INDEX idx_orders_customer_id ON orders(customer_id);
 CREATE INDEX idx_order_items_product_id ON order_items(product_id);
 CREATE INDEX idx_payments_order_id ON payments(order_id);
 CREATE INDEX idx_events_customer_id ON events(customer_id);
@@ -168,6 +170,7 @@ pub async fn seed_postgres(
     schema: &str,
     opts: &SeedOptions,
     replace: bool,
+    keys: &mut crate::keyring::OpenKeystore,
 ) -> Result<SeedSummary, SeedError> {
     generate::validate_scale(opts.scale)?;
     // `display` is a tracing macro helper: use another name inside.
@@ -186,7 +189,7 @@ pub async fn seed_postgres(
         }
     });
 
-    let summary = seed_with(&mut client, backend, schema, opts, replace).await?;
+    let summary = seed_with(&mut client, backend, schema, opts, replace, keys).await?;
     analyze(&client, backend, schema).await;
 
     tracing::info!(
@@ -209,6 +212,7 @@ async fn seed_with(
     schema: &str,
     opts: &SeedOptions,
     replace: bool,
+    keys: &mut crate::keyring::OpenKeystore,
 ) -> Result<SeedSummary, SeedError> {
     let quoted = quote_ident(schema);
     let tx = client
@@ -264,10 +268,11 @@ async fn seed_with(
     let dataset = tokio::task::spawn_blocking(move || DemoDataset::new(scale, seed))
         .await
         .map_err(join_error(backend))??;
+    let sealer = Arc::new(super::StoreSealer::prepare(keys, &dataset)?);
     let dataset = Arc::new(dataset);
 
     let bar = progress_bar(opts.progress, dataset.total_rows());
-    let loaded = load(&tx, backend, &quoted, dataset, &bar).await;
+    let loaded = load(&tx, backend, &quoted, dataset, sealer, &bar).await;
     bar.finish_and_clear();
     let summary = loaded?;
 
@@ -282,10 +287,11 @@ async fn load(
     backend: &str,
     quoted_schema: &str,
     dataset: Arc<DemoDataset>,
+    sealer: Arc<super::StoreSealer>,
     bar: &ProgressBar,
 ) -> Result<SeedSummary, SeedError> {
     let (sender, receiver) = mpsc::channel(CHUNKS_AHEAD);
-    let producer = tokio::task::spawn_blocking(move || produce(&dataset, &sender));
+    let producer = tokio::task::spawn_blocking(move || produce(&dataset, &sealer, &sender));
     // `copy_all` owns the receiver: when it fails, the producer's next send
     // fails and the producer stops.
     let copied = copy_all(tx, backend, quoted_schema, receiver, bar).await;
@@ -308,20 +314,35 @@ async fn load(
 /// What the generator thread sends, table by table in [`DemoTable::ALL`]
 /// order: data chunks, then the end of the table.
 enum Chunk {
-    Rows { data: Bytes, rows: u64 },
-    End { rows: u64 },
+    Rows {
+        data: Bytes,
+        rows: u64,
+    },
+    End {
+        rows: u64,
+    },
+    /// Sealing a row failed: the load stops with this error.
+    Failed(SeedError),
 }
 
 /// Renders every table as COPY text and sends it in ~[`CHUNK_BYTES`]
 /// chunks. Returns early when the receiver is gone (the load failed).
-fn produce(dataset: &DemoDataset, sender: &mpsc::Sender<Chunk>) {
-    struct Closed;
-    let send = |chunk| sender.blocking_send(chunk).map_err(|_| Closed);
+fn produce(dataset: &DemoDataset, sealer: &super::StoreSealer, sender: &mpsc::Sender<Chunk>) {
+    enum Stop {
+        Closed,
+        Seal(SeedError),
+    }
+    impl From<SeedError> for Stop {
+        fn from(e: SeedError) -> Self {
+            Stop::Seal(e)
+        }
+    }
+    let send = |chunk| sender.blocking_send(chunk).map_err(|_| Stop::Closed);
     let new_buffer = || Vec::with_capacity(CHUNK_BYTES + 4096);
     for table in DemoTable::ALL {
         let mut buf = new_buffer();
         let mut pending = 0;
-        let sent: Result<u64, Closed> = dataset.for_each_row(table, |row| {
+        let sent: Result<u64, Stop> = sealer.for_each_row(dataset, table, |row| {
             encode_row(row, &mut buf);
             pending += 1;
             if buf.len() >= CHUNK_BYTES {
@@ -333,7 +354,14 @@ fn produce(dataset: &DemoDataset, sender: &mpsc::Sender<Chunk>) {
             }
             Ok(())
         });
-        let Ok(rows) = sent else { return };
+        let rows = match sent {
+            Ok(rows) => rows,
+            Err(Stop::Seal(e)) => {
+                let _ = send(Chunk::Failed(e));
+                return;
+            }
+            Err(Stop::Closed) => return,
+        };
         if !buf.is_empty() {
             let chunk = Chunk::Rows {
                 data: Bytes::from(buf),
@@ -373,6 +401,7 @@ async fn copy_all(
                     bar.inc(rows);
                 }
                 Some(Chunk::End { rows }) => break rows,
+                Some(Chunk::Failed(e)) => return Err(e),
                 // The producer panicked; the caller reports it.
                 None => {
                     return Err(SeedError::Postgres {
@@ -700,9 +729,16 @@ mod tests {
             .password("pw-sentinel-4711")
             .dbname("demo")
             .connect_timeout(std::time::Duration::from_secs(5));
-        let err = seed_postgres(&config, "127.0.0.1:1/demo", "demo", &opts(0.01, 1), false)
-            .await
-            .unwrap_err();
+        let err = seed_postgres(
+            &config,
+            "127.0.0.1:1/demo",
+            "demo",
+            &opts(0.01, 1),
+            false,
+            &mut crate::testing::test_keys().keys,
+        )
+        .await
+        .unwrap_err();
         let text = format!("{err} {err:?}");
         assert!(matches!(err, SeedError::Postgres { .. }), "{text}");
         assert!(
@@ -807,12 +843,28 @@ mod tests {
         let config: tokio_postgres::Config = url.parse().unwrap();
         let display = "test-server";
 
-        let summary = seed_postgres(&config, display, &schema, &opts(0.02, 7), false)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let lite_summary = super::super::seed_sqlite(&path, &opts(0.02, 7), false).unwrap();
+        // Both stores under one keystore: same keys, so equal plaintexts
+        // and blind indexes (ciphertexts differ by their random nonces).
+        let keys_dir = tempfile::tempdir().unwrap();
+        let summary = seed_postgres(
+            &config,
+            display,
+            &schema,
+            &opts(0.02, 7),
+            false,
+            &mut super::super::tests::keys_in(keys_dir.path()),
+        )
+        .await
+        .unwrap();
+        let path = keys_dir.path().join("store.db");
+        let lite_summary = super::super::seed_sqlite(
+            &path,
+            &opts(0.02, 7),
+            false,
+            &mut super::super::tests::keys_in(keys_dir.path()),
+        )
+        .unwrap();
+        let cipher = super::super::tests::cipher_in(keys_dir.path());
         assert_eq!(summary, lite_summary);
 
         let (client, connection) = config.connect(NoTls).await.unwrap();
@@ -826,7 +878,17 @@ mod tests {
             assert!(!pg.is_empty(), "{}", table.name());
             for (i, (p, s)) in pg.iter().zip(&sq).enumerate() {
                 for (c, column) in table.columns().iter().enumerate() {
-                    assert_eq!(p[c], s[c], "{}.{column}, row {i}", table.name());
+                    let plain = |row: &[Option<String>]| match (&row[c], &row[0]) {
+                        (Some(v), Some(id)) => Some(super::super::tests::unseal(
+                            &cipher,
+                            table.name(),
+                            column,
+                            id,
+                            v,
+                        )),
+                        (v, _) => v.clone(),
+                    };
+                    assert_eq!(plain(p), plain(s), "{}.{column}, row {i}", table.name());
                 }
             }
         }
@@ -850,12 +912,21 @@ mod tests {
             .unwrap();
         assert_eq!(row.get::<_, String>(0), "bigint");
         assert_eq!(row.get::<_, String>(1), "timestamp with time zone");
-        assert_eq!(row.get::<_, i64>(2), 8);
+        assert_eq!(row.get::<_, i64>(2), 9);
         assert_eq!(row.get::<_, i64>(3), 9);
 
         // Again without replace: refused, data untouched.
         let count_customers = format!("SELECT count(*) FROM {}.customers", quote_ident(&schema));
-        match seed_postgres(&config, display, &schema, &opts(0.01, 8), false).await {
+        match seed_postgres(
+            &config,
+            display,
+            &schema,
+            &opts(0.01, 8),
+            false,
+            &mut crate::testing::test_keys().keys,
+        )
+        .await
+        {
             Err(e @ SeedError::AlreadyExistsIn { .. }) => {
                 assert!(e.to_string().contains("--force"), "{e}");
                 let SeedError::AlreadyExistsIn {
@@ -882,9 +953,16 @@ mod tests {
         );
 
         // With replace: the new data set replaces the old one.
-        let replaced = seed_postgres(&config, display, &schema, &opts(0.01, 8), true)
-            .await
-            .unwrap();
+        let replaced = seed_postgres(
+            &config,
+            display,
+            &schema,
+            &opts(0.01, 8),
+            true,
+            &mut crate::testing::test_keys().keys,
+        )
+        .await
+        .unwrap();
         assert_eq!(replaced.rows("customers"), Some(50));
         assert_eq!(
             client
@@ -904,7 +982,16 @@ mod tests {
             ))
             .await
             .unwrap();
-        match seed_postgres(&config, display, &schema, &opts(0.02, 9), true).await {
+        match seed_postgres(
+            &config,
+            display,
+            &schema,
+            &opts(0.02, 9),
+            true,
+            &mut crate::testing::test_keys().keys,
+        )
+        .await
+        {
             Err(SeedError::Postgres { backend, message }) => {
                 assert_eq!(backend, display);
                 assert!(

@@ -40,6 +40,9 @@ pub enum Usage {
     Order,
     Window,
     FunctionArg,
+    /// `column = 'literal'` (or `IN`) on an encrypted column, answered by
+    /// its blind index.
+    BlindIndex,
 }
 
 impl Usage {
@@ -58,7 +61,12 @@ impl Usage {
     pub fn needs_filter(self) -> bool {
         matches!(
             self,
-            Usage::Predicate | Usage::Join | Usage::Group | Usage::Order | Usage::Window
+            Usage::Predicate
+                | Usage::Join
+                | Usage::Group
+                | Usage::Order
+                | Usage::Window
+                | Usage::BlindIndex
         )
     }
 }
@@ -116,6 +124,11 @@ pub struct ViewColumn {
     pub policy_ids: Vec<String>,
     /// Pseudonym domain, for the pseudonym mask.
     pub domain: String,
+    /// Stored as vault ciphertext: the view returns it with its row key,
+    /// and the gateway decrypts it (then applies `mask`, if any) after the
+    /// query. So it may only be projected as it is, or compared with
+    /// literals through its blind index.
+    pub encrypted: bool,
 }
 
 /// A column the principal may not see, and why.
@@ -164,7 +177,25 @@ pub struct PreparedView {
 /// Decides what a principal may see of a table (Cedar, behind a cache).
 pub trait AccessOracle {
     fn view(&mut self, table: &TableInfo) -> Result<Arc<TableView>, AnalysisError>;
+
+    /// The blind-index token of `value` for the encrypted `table.column`.
+    /// Without keys there is none, and equality on the column is refused.
+    fn blind_index(&self, table: &str, column: &str, value: &str) -> Result<String, AnalysisError> {
+        let _ = value;
+        Err(unsupported(format!(
+            "comparing the encrypted column {table}.{column}: no keys to compute its blind index"
+        )))
+    }
 }
+
+/// The name under which a policy view exposes the blind index of an
+/// encrypted column (reserved: no client query can name it).
+pub fn blind_index_alias(column: &str) -> String {
+    format!("privet_bidx_{column}")
+}
+
+/// Separates an encrypted value from its row key in a policy view's output.
+pub const SEALED_SEPARATOR: char = '|';
 
 /// The result of analysis and rewrite.
 #[derive(Debug, Clone)]
@@ -235,10 +266,48 @@ impl Resolved {
                 let direct = o.lineage.direct.as_ref()?;
                 let view = self.views.get(&direct.table)?;
                 let column = view.columns.iter().find(|c| c.name == direct.column)?;
-                column.mask.map(|m| m.transform_name())
+                match (column.encrypted, column.mask) {
+                    (false, mask) => mask.map(|m| m.transform_name()),
+                    (true, None) => Some("decrypt".to_owned()),
+                    (true, Some(m)) => Some(format!("decrypt+{}", m.transform_name())),
+                }
             })
             .collect()
     }
+
+    /// For each output column that is a direct projection of an encrypted
+    /// column: its table, column, and the mask to apply after decrypting.
+    pub fn sealed_outputs(&self) -> Vec<Option<SealedOutput>> {
+        self.outputs
+            .iter()
+            .map(|o| {
+                let direct = o.lineage.direct.as_ref()?;
+                let view = self.views.get(&direct.table)?;
+                let column = view
+                    .columns
+                    .iter()
+                    .find(|c| c.name == direct.column && c.encrypted)?;
+                Some(SealedOutput {
+                    table: direct.table.clone(),
+                    column: direct.column.clone(),
+                    mask: column.mask,
+                    domain: column.domain.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// An output column the gateway decrypts: the view gives it as
+/// `ciphertext|row key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedOutput {
+    pub table: String,
+    pub column: String,
+    /// Applied to the plaintext after decrypting.
+    pub mask: Option<Mask>,
+    /// Pseudonym domain, for the pseudonym mask.
+    pub domain: String,
 }
 
 /// A relation visible in a FROM scope.
@@ -507,6 +576,30 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                         policy_ids: Vec::new(),
                     });
                 }
+            }
+            if vc.encrypted {
+                let direct_only = uses
+                    .iter()
+                    .all(|u| matches!(u, Usage::Projection | Usage::BlindIndex))
+                    && (!uses.contains(&Usage::Projection)
+                        || outputs
+                            .iter()
+                            .any(|(_, l)| l.direct.as_ref() == Some(column)));
+                let derived = outputs
+                    .iter()
+                    .any(|(_, l)| l.direct.as_ref() != Some(column) && l.sources.contains(column));
+                if !direct_only || derived {
+                    return Err(AnalysisError::Denied {
+                        table: column.table.clone(),
+                        column: Some(column.column.clone()),
+                        message: format!(
+                            "column {column} is stored encrypted and decrypted after the query, so it may only be selected as it is, or compared for equality with literals (`{} = '...'`, `IN (...)`) where it has a blind index; not used in expressions, other predicates, joins, grouping or ordering",
+                            column.column
+                        ),
+                        policy_ids: Vec::new(),
+                    });
+                }
+                continue;
             }
             if let Some(mask) = vc
                 .mask
@@ -1203,23 +1296,73 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(unsupported("internal: view skeleton"));
         };
+        let mut blind_indexes = Vec::new();
         select.projection = view
             .columns
             .iter()
             .map(|c| {
                 let column = Expr::Identifier(Ident::with_quote('"', c.name.clone()));
-                match c
-                    .mask
-                    .and_then(|m| masks::sql_expr(m, column.clone(), &c.domain, self.dialect))
-                {
-                    Some(masked) => SelectItem::ExprWithAlias {
-                        expr: masked,
+                if c.encrypted {
+                    let sealed = self
+                        .catalog
+                        .encrypted_column(&view.table, &c.name)
+                        .ok_or_else(|| {
+                            unsupported(format!(
+                                "internal: {}.{} is not an encrypted column",
+                                view.table, c.name
+                            ))
+                        })?;
+                    if let (Some(b), true) = (&sealed.blind_index, c.may_filter) {
+                        blind_indexes.push(SelectItem::ExprWithAlias {
+                            expr: Expr::Identifier(Ident::with_quote('"', b.clone())),
+                            alias: Ident::with_quote('"', blind_index_alias(&c.name)),
+                        });
+                    }
+                    // `ciphertext|key`: the row key the ciphertext is bound
+                    // to travels with it (NULL stays NULL).
+                    let mut expr = column;
+                    for key in &sealed.row_key {
+                        let concat = |l: Expr, r: Expr| Expr::BinaryOp {
+                            left: Box::new(l),
+                            op: sqlparser::ast::BinaryOperator::StringConcat,
+                            right: Box::new(r),
+                        };
+                        let key_text = Expr::Cast {
+                            kind: sqlparser::ast::CastKind::Cast,
+                            expr: Box::new(Expr::Identifier(Ident::with_quote('"', key.clone()))),
+                            data_type: sqlparser::ast::DataType::Text,
+                            format: None,
+                        };
+                        expr = concat(
+                            concat(
+                                expr,
+                                Expr::value(Value::SingleQuotedString(
+                                    SEALED_SEPARATOR.to_string(),
+                                )),
+                            ),
+                            key_text,
+                        );
+                    }
+                    return Ok(SelectItem::ExprWithAlias {
+                        expr: Expr::Nested(Box::new(expr)),
                         alias: Ident::with_quote('"', c.name.clone()),
-                    },
-                    None => SelectItem::UnnamedExpr(column),
+                    });
                 }
+                Ok(
+                    match c
+                        .mask
+                        .and_then(|m| masks::sql_expr(m, column.clone(), &c.domain, self.dialect))
+                    {
+                        Some(masked) => SelectItem::ExprWithAlias {
+                            expr: masked,
+                            alias: Ident::with_quote('"', c.name.clone()),
+                        },
+                        None => SelectItem::UnnamedExpr(column),
+                    },
+                )
             })
-            .collect();
+            .collect::<Result<Vec<_>, AnalysisError>>()?;
+        select.projection.extend(blind_indexes);
         if select.projection.is_empty() {
             // A table with no visible column still has rows (for count(*)).
             select.projection = vec![SelectItem::UnnamedExpr(Expr::value(Value::Null))];
@@ -1297,6 +1440,123 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
         }
     }
 
+    /// `col = 'literal'`, `'literal' = col` or `col IN ('a', 'b')` where
+    /// `col` is an encrypted column of a policy view: rewritten in place to
+    /// compare the view's blind index with the literals' tokens. Returns
+    /// whether it was (false: not this shape, resolve as usual). Comparing an
+    /// encrypted column any other way is refused by `check_uses`.
+    fn blind_index_equality(
+        &mut self,
+        e: &mut Expr,
+        scope: &Scope<'_>,
+        aliases: AliasRule,
+    ) -> Result<bool, AnalysisError> {
+        fn column_parts(e: &Expr) -> Option<&[Ident]> {
+            match e {
+                Expr::Identifier(i) => Some(std::slice::from_ref(i)),
+                Expr::CompoundIdentifier(parts) => Some(parts),
+                _ => None,
+            }
+        }
+        fn literal(e: &Expr) -> Option<&str> {
+            match e {
+                Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) => Some(s),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        // Which side is the column, and the literals.
+        let (column_side, literals): (&Expr, Vec<&str>) = match &*e {
+            Expr::BinaryOp { left, right, .. } => match (literal(left), literal(right)) {
+                (None, Some(l)) => (left, vec![l]),
+                (Some(l), None) => (right, vec![l]),
+                _ => return Ok(false),
+            },
+            Expr::InList { expr, list, .. } => {
+                let Some(ls) = list.iter().map(literal).collect::<Option<Vec<_>>>() else {
+                    return Ok(false);
+                };
+                (expr, ls)
+            }
+            _ => return Ok(false),
+        };
+        let Some(parts) = column_parts(column_side) else {
+            return Ok(false);
+        };
+        let lineage = lookup(scope, parts, aliases)?;
+        let Some(source) = lineage.direct.clone() else {
+            return Ok(false);
+        };
+        let Some(sealed) = self.catalog.encrypted_column(&source.table, &source.column) else {
+            return Ok(false);
+        };
+        let refuse = |why: String| AnalysisError::Denied {
+            table: source.table.clone(),
+            column: Some(source.column.clone()),
+            message: why,
+            policy_ids: Vec::new(),
+        };
+        let Some(view) = self.views.get(&source.table).cloned() else {
+            return Ok(false);
+        };
+        let Some(vc) = view.columns.iter().find(|c| c.name == sealed.column) else {
+            return Ok(false);
+        };
+        if !vc.may_filter {
+            return Err(refuse(format!(
+                "column {source} may be read but not compared: that needs the `filter` permission"
+            )));
+        }
+        if sealed.blind_index.is_none() {
+            return Err(refuse(format!(
+                "column {source} is stored encrypted without a blind index column ({}_bidx), so it cannot be compared",
+                sealed.column
+            )));
+        }
+        // The reference must reach the policy view itself: a derived table
+        // or CTE does not carry the blind index.
+        let on_view = relation_of(scope, parts)
+            .is_some_and(|r| r.denied.as_ref().is_some_and(|v| v.table == source.table));
+        if !on_view {
+            return Err(refuse(format!(
+                "compare the encrypted column {source} on its table directly: through a subquery or CTE its blind index is not available"
+            )));
+        }
+        let tokens = literals
+            .iter()
+            .map(|l| self.oracle.blind_index(&source.table, &sealed.column, l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut renamed = parts.to_vec();
+        if let Some(last) = renamed.last_mut() {
+            *last = Ident::with_quote('"', blind_index_alias(&sealed.column));
+        }
+        let renamed = match renamed.len() {
+            1 => Expr::Identifier(renamed.remove(0)),
+            _ => Expr::CompoundIdentifier(renamed),
+        };
+        let token = |t: String| Expr::value(Value::SingleQuotedString(t));
+        match e {
+            Expr::BinaryOp { left, right, .. } => {
+                let mut tokens = tokens.into_iter();
+                let t = tokens.next().map(token).unwrap_or(Expr::value(Value::Null));
+                **left = renamed;
+                **right = t;
+            }
+            Expr::InList { expr, list, .. } => {
+                **expr = renamed;
+                *list = tokens.into_iter().map(token).collect();
+            }
+            _ => return Ok(false),
+        }
+        self.uses
+            .entry(source)
+            .or_default()
+            .insert(Usage::BlindIndex);
+        Ok(true)
+    }
+
     /// Resolves an expression; returns its lineage.
     fn expr(
         &mut self,
@@ -1312,6 +1572,16 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
             ($x:expr) => {
                 self.expr($x, scope, ctes, usage, in_function, aliases)?
             };
+        }
+        if matches!(
+            e,
+            Expr::BinaryOp {
+                op: sqlparser::ast::BinaryOperator::Eq,
+                ..
+            } | Expr::InList { negated: false, .. }
+        ) && self.blind_index_equality(e, scope, aliases)?
+        {
+            return Ok(Lineage::default());
         }
         // Only the arms that long chains recurse through live here, so each
         // level of `a OR b OR ...` costs a small stack frame even in
@@ -1915,6 +2185,39 @@ fn lookup_in(
     }
 }
 
+/// The relation `col` or `rel.col` resolves to (the nearest scope that
+/// has it), if exactly one.
+fn relation_of<'s>(scope: &'s Scope<'_>, parts: &[Ident]) -> Option<&'s Relation> {
+    let mut current = Some(scope);
+    while let Some(s) = current {
+        match parts {
+            [column] => {
+                let mut found = s
+                    .relations
+                    .iter()
+                    .filter(|r| r.column(&column.value, s.rule).is_some());
+                match (found.next(), found.next()) {
+                    (Some(r), None) => return Some(r),
+                    (Some(_), Some(_)) => return None,
+                    (None, _) => {}
+                }
+            }
+            [relation, _] => {
+                if let Some(r) = s
+                    .relations
+                    .iter()
+                    .find(|r| r.matches(&relation.value, s.rule))
+                {
+                    return Some(r);
+                }
+            }
+            _ => return None,
+        }
+        current = s.parent;
+    }
+    None
+}
+
 /// Resolves `col` or `rel.col` through the scope chain.
 fn lookup(
     scope: &Scope<'_>,
@@ -2030,6 +2333,7 @@ fn usage_phrase(u: Usage) -> &'static str {
         Usage::Window => "a window (PARTITION BY / ORDER BY)",
         Usage::Projection => "the output",
         Usage::FunctionArg => "a function",
+        Usage::BlindIndex => "an equality comparison (through its blind index)",
     }
 }
 
