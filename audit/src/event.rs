@@ -102,6 +102,9 @@ pub enum Decision {
     Masked,
     Decrypted,
     Denied,
+    /// Written by an INSERT or UPDATE (encrypted on the way in where the
+    /// column is encrypted).
+    Written,
 }
 
 impl Decision {
@@ -111,6 +114,7 @@ impl Decision {
             Decision::Masked => "masked",
             Decision::Decrypted => "decrypted",
             Decision::Denied => "denied",
+            Decision::Written => "written",
         }
     }
 }

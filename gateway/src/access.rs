@@ -217,6 +217,65 @@ impl Policies {
         )
     }
 
+    /// Authorizes writing `columns` of `table` (`insert` or `update`): the
+    /// table-level action and each column's must be permitted. Row filters
+    /// do not apply to writes, so a write permitted only by a policy with a
+    /// `@row_filter` is refused rather than let through unfiltered. Returns
+    /// the permitting policies.
+    pub fn authorize_write(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        table: &str,
+        action: Action,
+        columns: &[String],
+    ) -> Result<Vec<String>, AnalysisError> {
+        let who = principal.spec.name.as_str();
+        let purpose = ctx.purpose;
+        let denied = |column: Option<&str>, decision: &Decision| AnalysisError::Denied {
+            table: table.to_string(),
+            column: column.map(str::to_owned),
+            message: format!(
+                "{who} may not {action} {} for purpose `{purpose}`: {}",
+                match column {
+                    Some(c) => format!("column {table}.{c}"),
+                    None => format!("table {table}"),
+                },
+                why(decision)
+            ),
+            policy_ids: decision.policy_ids.clone(),
+        };
+        let decision = self.authorize(who, action, Resource::Table(table), ctx)?;
+        if !decision.allowed {
+            return Err(denied(None, &decision));
+        }
+        if let Some(filtered) = decision
+            .policy_ids
+            .iter()
+            .find(|id| self.row_filters.contains_key(*id))
+        {
+            return Err(AnalysisError::Denied {
+                table: table.to_string(),
+                column: None,
+                message: format!(
+                    "policy {filtered} permits {action} on {table} with a row filter, which writes cannot honour; refused"
+                ),
+                policy_ids: vec![filtered.clone()],
+            });
+        }
+        let mut policy_ids = decision.policy_ids;
+        for column in columns {
+            let d = self.authorize(who, action, Resource::Column { table, column }, ctx)?;
+            if !d.allowed {
+                return Err(denied(Some(column), &d));
+            }
+            policy_ids.extend(d.policy_ids);
+        }
+        policy_ids.sort();
+        policy_ids.dedup();
+        Ok(policy_ids)
+    }
+
     fn authorize(
         &self,
         who: &str,

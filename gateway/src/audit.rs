@@ -87,10 +87,10 @@ impl AccessRecord {
                 self.policies.extend(vc.policy_ids.iter().cloned());
                 columns.push(ColumnAccess {
                     column: column.column.clone(),
-                    decision: if vc.mask.is_some() {
-                        Decision::Masked
-                    } else {
-                        Decision::Plain
+                    decision: match (vc.mask.is_some(), vc.encrypted) {
+                        (true, _) => Decision::Masked,
+                        (false, true) => Decision::Decrypted,
+                        (false, false) => Decision::Plain,
                     },
                     mask: vc.mask.map(|m| m.name().to_owned()),
                 });

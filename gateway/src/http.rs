@@ -460,6 +460,12 @@ async fn run_query(
         .gateway
         .query(principal, ctx, &sql, &mut handled.record)
         .await?;
+    if let Some(affected) = result.rows_affected {
+        return Ok(json!({
+            "request_id": request_id,
+            "rows_affected": affected,
+        }));
+    }
     Ok(json!({
         "request_id": request_id,
         "columns": result.columns,

@@ -32,3 +32,4 @@ pub mod seed;
 pub mod sql;
 #[doc(hidden)]
 pub mod testing;
+pub mod write;

@@ -45,6 +45,8 @@ pub struct QueryResult {
     pub columns: Vec<ResultColumn>,
     pub rows: Vec<Vec<serde_json::Value>>,
     pub truncated: bool,
+    /// For INSERT and UPDATE: the rows written.
+    pub rows_affected: Option<u64>,
 }
 
 /// Everything a request needs, built once at startup.
@@ -382,11 +384,211 @@ impl Gateway {
         sql_text: &str,
         record: &mut crate::audit::AccessRecord,
     ) -> Result<QueryResult, RequestError> {
-        let result = self.run(principal, ctx, sql_text, record).await;
+        let result = if crate::write::is_write(sql_text) {
+            self.run_write(principal, ctx, sql_text, record).await
+        } else {
+            self.run(principal, ctx, sql_text, record).await
+        };
         if let Err(e) = &result {
             record.refused(e);
         }
         result
+    }
+
+    /// An INSERT or UPDATE (see [`crate::write`]): parsed, authorized per
+    /// table and column, encrypted columns encrypted (under the row's data
+    /// subject's key when the table names one) with their blind indexes
+    /// kept, then run as a statement built here with every value bound.
+    async fn run_write(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        sql_text: &str,
+        record: &mut crate::audit::AccessRecord,
+    ) -> Result<QueryResult, RequestError> {
+        use crate::write::{placeholder, quote, WriteKind};
+        Self::check_purpose(principal, ctx.purpose)?;
+        let dialect = self.backend.dialect();
+        let parsed = crate::write::parse(sql_text, &self.catalog, dialect)?;
+        record.statement = Some(parsed.kind.as_str().into());
+        record.names = sql::fingerprint::Names::Resolved;
+        let policy_ids = self.policies().authorize_write(
+            principal,
+            ctx,
+            &parsed.table,
+            parsed.kind.action(),
+            &parsed.columns,
+        )?;
+        record.policies.extend(policy_ids.iter().cloned());
+        record.tables.push(audit::TableAccess {
+            table: parsed.table.clone(),
+            columns: parsed
+                .columns
+                .iter()
+                .map(|c| audit::ColumnAccess {
+                    column: c.clone(),
+                    decision: audit::Decision::Written,
+                    mask: None,
+                })
+                .collect(),
+            row_filter: false,
+        });
+        let table = self.catalog.table(&parsed.table).ok_or_else(|| {
+            RequestError::new(
+                ErrorCode::UnknownTable,
+                format!("no table {}", parsed.table),
+            )
+        })?;
+        let rule = self.catalog.name_rule();
+        let pk = table
+            .columns
+            .iter()
+            .find(|c| c.primary_key)
+            .map(|c| c.name.clone());
+        let subject_key = self.catalog.subject_keys(&parsed.table).first().cloned();
+        // Blind-index columns written alongside their encrypted column.
+        let mut columns = parsed.columns.clone();
+        for column in &parsed.columns {
+            if let Some(b) = self
+                .catalog
+                .encrypted_column(&parsed.table, column)
+                .and_then(|e| e.blind_index.clone())
+            {
+                columns.push(b);
+            }
+        }
+        let mut rows = Vec::with_capacity(parsed.rows.len());
+        let mut subjects = std::collections::BTreeSet::new();
+        for row in &parsed.rows {
+            let value_of = |name: &str| -> Option<&str> {
+                if let Some((key, value)) = &parsed.key {
+                    if rule.eq(key, name) {
+                        return Some(value.as_str());
+                    }
+                }
+                parsed
+                    .columns
+                    .iter()
+                    .position(|c| rule.eq(c, name))
+                    .and_then(|i| row[i].as_deref())
+            };
+            let row_key = pk.as_deref().and_then(value_of);
+            let subject = subject_key
+                .as_ref()
+                .and_then(|k| value_of(&k.column).map(|v| format!("{}:{v}", k.domain)));
+            if let Some(s) = &subject {
+                subjects.insert(s.clone());
+            }
+            let mut out = row.clone();
+            let mut blind = Vec::new();
+            for (i, column) in parsed.columns.iter().enumerate() {
+                let Some(sealed) = self.catalog.encrypted_column(&parsed.table, column) else {
+                    continue;
+                };
+                let Some(row_key) = row_key else {
+                    return Err(RequestError::new(
+                        ErrorCode::UnsupportedStatement,
+                        format!(
+                            "writing the encrypted column {}.{column} needs the row's primary key {} among the values: the ciphertext is bound to it",
+                            parsed.table,
+                            pk.as_deref().unwrap_or("(none)")
+                        ),
+                    ));
+                };
+                let field = vault::Field {
+                    table: &parsed.table,
+                    column,
+                    row_key,
+                };
+                if sealed.blind_index.is_some() {
+                    blind.push(match &row[i] {
+                        Some(plain) => {
+                            Some(self.sealing.blind_index(&parsed.table, column, plain)?)
+                        }
+                        None => None,
+                    });
+                }
+                if let Some(plain) = &row[i] {
+                    out[i] = Some(self.sealing.encrypt(&field, subject.as_deref(), plain)?);
+                }
+            }
+            out.extend(blind);
+            rows.push(out);
+        }
+        let decl = |name: &str| {
+            table
+                .columns
+                .iter()
+                .find(|c| rule.eq(&c.name, name))
+                .map(|c| c.decl_type.clone())
+                .unwrap_or_default()
+        };
+        let mut params = Vec::new();
+        let mut value_sql =
+            |value: &Option<String>, column: &str| -> Result<String, RequestError> {
+                Ok(match value {
+                    None => "NULL".to_owned(),
+                    Some(v) => {
+                        params.push(v.clone());
+                        placeholder(dialect, params.len(), &decl(column))?
+                    }
+                })
+            };
+        let target = format!("{}.{}", quote(self.catalog.schema()), quote(&parsed.table));
+        let sql = match parsed.kind {
+            WriteKind::Insert => {
+                let mut values = Vec::new();
+                for row in &rows {
+                    let cells = row
+                        .iter()
+                        .zip(&columns)
+                        .map(|(v, c)| value_sql(v, c))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    values.push(format!("({})", cells.join(", ")));
+                }
+                format!(
+                    "INSERT INTO {target} ({}) VALUES {}",
+                    columns
+                        .iter()
+                        .map(|c| quote(c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    values.join(", ")
+                )
+            }
+            WriteKind::Update => {
+                let row = rows.first().cloned().unwrap_or_default();
+                let sets = row
+                    .iter()
+                    .zip(&columns)
+                    .map(|(v, c)| Ok(format!("{} = {}", quote(c), value_sql(v, c)?)))
+                    .collect::<Result<Vec<_>, RequestError>>()?;
+                let (key, value) = parsed.key.clone().unwrap_or_default();
+                let key_sql = value_sql(&Some(value), &key)?;
+                format!(
+                    "UPDATE {target} SET {} WHERE {} = {key_sql}",
+                    sets.join(", "),
+                    quote(&key)
+                )
+            }
+        };
+        let affected = self
+            .backend
+            .write(crate::backend::BackendWrite {
+                sql,
+                params,
+                table: parsed.table.clone(),
+                timeout: self.config.limits.statement_timeout,
+            })
+            .await?;
+        record.rows = affected;
+        record.subjects.ids = subjects.into_iter().collect();
+        Ok(QueryResult {
+            columns: Vec::new(),
+            rows: Vec::new(),
+            truncated: false,
+            rows_affected: Some(affected),
+        })
     }
 
     async fn run(
@@ -447,6 +649,7 @@ impl Gateway {
                 .collect(),
             rows,
             truncated: output.truncated,
+            rows_affected: None,
         })
     }
 }

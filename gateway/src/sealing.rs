@@ -123,6 +123,58 @@ impl Sealing {
         Ok(std::mem::take(&mut shreds.unreported))
     }
 
+    /// Encrypts a value written through the gateway: under the column's
+    /// current key version and, with a `subject`, that subject's key (made
+    /// on first use). A shredded subject's fields cannot be written.
+    pub fn encrypt(
+        &self,
+        field: &Field<'_>,
+        subject: Option<&str>,
+        plaintext: &str,
+    ) -> Result<String, RequestError> {
+        let attempt = |cipher: &FieldCipher| cipher.encrypt(field, subject, plaintext.as_bytes());
+        let fail = |e: CipherError| {
+            let (code, why) = match e {
+                CipherError::Shredded => (
+                    ErrorCode::BadRequest,
+                    "the subject was erased (crypto-shredded); their encrypted fields cannot be written again".to_owned(),
+                ),
+                other => (ErrorCode::KeysUnavailable, other.to_string()),
+            };
+            RequestError::new(
+                code,
+                format!(
+                    "encrypting {}.{} of row {}: {why}",
+                    field.table, field.column, field.row_key
+                ),
+            )
+        };
+        match attempt(self.cipher()?.as_ref()) {
+            Err(CipherError::UnknownSubject(name)) => {
+                self.add_subject(&name)?;
+                attempt(self.cipher()?.as_ref()).map_err(fail)
+            }
+            other => other.map_err(fail),
+        }
+    }
+
+    /// Gives a new data subject a key: the keystore is changed under the
+    /// writers' lock and the snapshot reloads from the file.
+    fn add_subject(&self, subject: &str) -> Result<(), RequestError> {
+        let unavailable = |e: vault::VaultError| {
+            RequestError::new(
+                ErrorCode::KeysUnavailable,
+                format!("adding a key for {subject} to {}: {e}", self.path.display()),
+            )
+        };
+        let _lock = Keystore::lock(&self.path).map_err(unavailable)?;
+        let mut keystore = Keystore::open(&self.path, &self.master).map_err(unavailable)?;
+        if keystore.ensure_subject(subject).map_err(unavailable)? {
+            keystore.save().map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// Puts back shreds whose audit events could not be written, to be
     /// recorded on the next attempt.
     pub fn report_later(&self, subjects: Vec<String>) {

@@ -127,6 +127,10 @@ pub enum Action {
     ReadMasked,
     Decrypt,
     Filter,
+    /// INSERT rows into a table; per column, write that column.
+    Insert,
+    /// UPDATE a table's rows; per column, change that column.
+    Update,
     Export,
     AuditRead,
     Admin,
@@ -139,6 +143,8 @@ impl Action {
             Action::ReadMasked => "read_masked",
             Action::Decrypt => "decrypt",
             Action::Filter => "filter",
+            Action::Insert => "insert",
+            Action::Update => "update",
             Action::Export => "export",
             Action::AuditRead => "audit_read",
             Action::Admin => "admin",

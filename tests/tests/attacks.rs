@@ -1223,7 +1223,8 @@ async fn recs_sees_only_pseudonyms_and_never_customers_or_payments(backend: Back
         a("SELECT id FROM products; DROP TABLE events", refused("unsupported_statement")),
         // A NUL byte to cut the statement short for one parser but not the other.
         a("SELECT id FROM events\0; SELECT email FROM customers", refused("sql_parse")),
-        a("INSERT INTO products (id, sku, name, category, brand, price_cents) VALUES (999999, 'x', 'x', 'x', 'x', 1)", refused("unsupported_statement")),
+        // Writes are parsed now, and nothing lets recs-service write.
+        a("INSERT INTO products (id, sku, name, category, brand, price_cents) VALUES (999999, 'x', 'x', 'x', 'x', 1)", denied("products", None)),
         a("REPLACE INTO products (id, sku, name, category, brand, price_cents) VALUES (1, 'x', 'x', 'x', 'x', 1)", refused("unsupported_statement"))
             // PostgreSQL: no REPLACE statement.
             .on_postgres(refused("sql_parse")),

@@ -17,6 +17,7 @@ on_both_backends! {
     a_ciphertext_moved_to_another_row_does_not_decrypt => crate::moved_ciphertext_fails,
     shredded_subjects_read_as_a_marker_and_others_are_unaffected => crate::shredding,
     rotation_and_an_interrupted_rewrap_lose_no_value => crate::rotation_and_rewrap,
+    writes_are_authorized_per_column_and_encrypted_on_the_way_in => crate::writes,
 }
 
 /// Rows of a successful query.
@@ -452,6 +453,177 @@ async fn rotation_and_rewrap(backend: Backend) {
         listing.contains("v1 retired") && listing.contains("v2 active"),
         "{listing}"
     );
+}
+
+async fn writes(backend: Backend) {
+    let Some(server) = Server::start_demo_on(backend, "enc_writes") else {
+        return;
+    };
+    const ORDERS: &str = "orders-service";
+    let plain = phones(&server).await;
+    let mut ids = plain.keys().copied();
+    let (target, erased) = (
+        ids.next().expect("a customer"),
+        ids.next().expect("another"),
+    );
+    let new_phone = "+493011122233";
+
+    // orders-service updates a phone number: encrypted on the way in.
+    let reply = server
+        .query(
+            ORDERS,
+            "fulfilment",
+            &format!("UPDATE customers SET phone = '{new_phone}' WHERE id = {target}"),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["rows_affected"], 1);
+    let raw = stored(&server, "customers", "phone").await;
+    let stored_value = raw
+        .iter()
+        .find(|(id, _)| *id == target)
+        .and_then(|(_, v)| v.clone())
+        .expect("stored phone");
+    assert!(stored_value.starts_with("pv1."), "{stored_value}");
+    assert!(!stored_value.contains(&new_phone[1..]));
+    // The admin reads it decrypted, and finds it by the blind index.
+    let after = phones(&server).await;
+    assert_eq!(after[&target].as_deref(), Some(new_phone));
+    for (id, phone) in &plain {
+        if *id != target {
+            assert_eq!(&after[id], phone);
+        }
+    }
+    let found = rows(
+        &server,
+        ADMIN,
+        "admin",
+        &format!("SELECT id FROM customers WHERE phone = '{new_phone}'"),
+    )
+    .await;
+    assert_eq!(found, vec![vec![Value::from(target)]]);
+
+    // An order inserted.
+    let reply = server
+        .query(
+            ORDERS,
+            "fulfilment",
+            &format!(
+                "INSERT INTO orders (id, customer_id, created_at, status, total_cents, shipping_address, shipping_zip) \
+                 VALUES (900001, {target}, '2026-11-26T10:00:00Z', 'placed', 4200, 'Hauptstr. 1', '10115')"
+            ),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["rows_affected"], 1);
+    let order = rows(
+        &server,
+        ADMIN,
+        "admin",
+        "SELECT status, total_cents FROM orders WHERE id = 900001",
+    )
+    .await;
+    assert_eq!(order, vec![vec![Value::from("placed"), Value::from(4200)]]);
+
+    // Attacks: refused before anything is written.
+    for (who, purpose, sql) in [
+        // What orders-service may not write.
+        (ORDERS, "fulfilment", format!("UPDATE customers SET email = 'x@example.com' WHERE id = {target}")),
+        (ORDERS, "fulfilment", "INSERT INTO customers (id, email, full_name, marketing_opt_in) VALUES (999999, 'a@b.c', 'A B', 0)".to_string()),
+        (ORDERS, "fulfilment", "UPDATE payments SET card_number = '4111111111111111' WHERE id = 1".to_string()),
+        ("marketing-service", "marketing", format!("UPDATE customers SET phone = '+1' WHERE id = {target}")),
+        // Shapes that could read, or write many rows.
+        (ORDERS, "fulfilment", "UPDATE customers SET phone = '+1' WHERE region = 'EU'".to_string()),
+        (ORDERS, "fulfilment", format!("UPDATE customers SET phone = '+1' WHERE id = {target} OR 1 = 1")),
+        (ORDERS, "fulfilment", "UPDATE customers SET phone = '+1'".to_string()),
+        (ORDERS, "fulfilment", format!("UPDATE customers SET phone = (SELECT email FROM customers WHERE id = 2) WHERE id = {target}")),
+        (ORDERS, "fulfilment", format!("UPDATE customers SET phone = email WHERE id = {target}")),
+        (ORDERS, "fulfilment", "INSERT INTO orders (id, customer_id) SELECT id, id FROM customers".to_string()),
+        (ORDERS, "fulfilment", "INSERT INTO orders VALUES (900002, 1, '2026-11-26T10:00:00Z', 'placed', 1, 'x', 'y')".to_string()),
+        (ORDERS, "fulfilment", format!("UPDATE customers SET phone_bidx = 'bix_x' WHERE id = {target}")),
+        (ORDERS, "fulfilment", format!("UPDATE customers SET id = 5 WHERE id = {target}")),
+        (ORDERS, "fulfilment", "INSERT INTO orders (id, customer_id, status) VALUES (900003, 1, 'placed') RETURNING *".to_string()),
+        (ORDERS, "fulfilment", "UPDATE orders SET status = 'x' WHERE id = 1; DELETE FROM orders".to_string()),
+        (ORDERS, "fulfilment", "DELETE FROM orders WHERE id = 1".to_string()),
+    ] {
+        let reply = server.query(who, purpose, &sql).await;
+        assert!(
+            (400..500).contains(&reply.status),
+            "{who}: {sql} => {} {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    assert_eq!(
+        phones(&server).await,
+        after,
+        "no refused write changed anything"
+    );
+    let count = rows(
+        &server,
+        ADMIN,
+        "admin",
+        "SELECT count(*) FROM orders WHERE id > 900001",
+    )
+    .await;
+    assert_eq!(count, vec![vec![Value::from(0)]]);
+
+    // A shredded customer's fields cannot be written again.
+    keys(
+        &server,
+        &["shred", "--subject", &format!("customer:{erased}")],
+    );
+    let reply = server
+        .query(
+            ORDERS,
+            "fulfilment",
+            &format!("UPDATE customers SET phone = '+4930999' WHERE id = {erased}"),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(String::from_utf8_lossy(&reply.body).contains("erased"));
+
+    // The audit log has the write, with its subject, but not the number.
+    let search = server
+        .get(
+            "compliance-officer",
+            "/v1/audit/search?purpose=compliance&q=statement:update",
+        )
+        .await;
+    let events = search.json()["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        events.iter().any(|e| e["outcome"] == "allowed"
+            && e["subjects"]["ids"][0] == format!("customer:{target}").as_str()),
+        "{events:?}"
+    );
+    let log_dir = server.data_dir.join("audit").join("log");
+    for entry in std::fs::read_dir(&log_dir).expect("log dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("segment");
+        assert!(
+            !bytes
+                .windows(new_phone.len() - 1)
+                .any(|w| w == &new_phone.as_bytes()[1..]),
+            "the phone number is in the audit log"
+        );
+    }
 }
 
 /// The non-NULL values of `(id, value)` pairs.

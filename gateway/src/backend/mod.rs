@@ -45,6 +45,17 @@ pub struct BackendQuery {
 }
 
 /// The governed database.
+/// One write the gateway built (`INSERT`/`UPDATE` of one table), its
+/// values bound as text parameters.
+#[derive(Debug, Clone)]
+pub struct BackendWrite {
+    pub sql: String,
+    pub params: Vec<String>,
+    /// The canonical name of the one table written.
+    pub table: String,
+    pub timeout: Duration,
+}
+
 #[derive(Clone)]
 pub enum Backend {
     Sqlite(SqliteBackend),
@@ -96,6 +107,14 @@ impl Backend {
     }
 
     /// Runs one analyzed statement.
+    /// Runs one write in its own transaction; returns the rows affected.
+    pub async fn write(&self, write: BackendWrite) -> Result<u64, BackendError> {
+        match self {
+            Backend::Sqlite(b) => b.write(write).await,
+            Backend::Postgres(b) => b.write(write).await,
+        }
+    }
+
     pub async fn query(&self, query: BackendQuery) -> Result<QueryOutput, BackendError> {
         match self {
             Backend::Sqlite(b) => {

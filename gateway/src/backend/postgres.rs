@@ -137,6 +137,52 @@ impl PostgresBackend {
         })
     }
 
+    /// Runs one write in a read-write transaction of its own (sessions
+    /// are read-only by default). The database role's grants still apply.
+    pub async fn write(&self, write: super::BackendWrite) -> Result<u64, BackendError> {
+        let _permit = self.inner.pool.permit().await?;
+        let conn = self.inner.take().await?;
+        let deadline = write.timeout + CLIENT_GRACE;
+        let run = async {
+            conn.client
+                .batch_execute("START TRANSACTION READ WRITE")
+                .await
+                .map_err(|e| self.inner.error(&e))?;
+            let params = write.params.iter().map(|p| TextParam(p));
+            let affected = conn.client.execute_raw(write.sql.as_str(), params).await;
+            match affected {
+                Ok(n) => {
+                    conn.client
+                        .batch_execute("COMMIT")
+                        .await
+                        .map_err(|e| self.inner.error(&e))?;
+                    Ok(n)
+                }
+                Err(e) => {
+                    let _ = conn.client.batch_execute("ROLLBACK").await;
+                    Err(self.inner.error(&e))
+                }
+            }
+        };
+        match tokio::time::timeout(deadline, run).await {
+            Ok(Ok(n)) => {
+                self.inner.pool.release(conn);
+                Ok(n)
+            }
+            Ok(Err(e)) => {
+                if matches!(e, BackendError::Query { .. } | BackendError::Refused { .. })
+                    && !conn.client.is_closed()
+                {
+                    self.inner.pool.release(conn);
+                }
+                Err(e)
+            }
+            Err(_) => Err(self
+                .inner
+                .unavailable(format!("no answer within {} ms", deadline.as_millis()))),
+        }
+    }
+
     /// Runs one analyzed statement with its parameters bound.
     pub async fn query(&self, query: BackendQuery) -> Result<QueryOutput, BackendError> {
         let _permit = self.inner.pool.permit().await?;

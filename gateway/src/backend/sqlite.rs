@@ -125,6 +125,83 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// Runs one write on a read-write connection of its own, opened for it:
+    /// the pooled connections stay read-only. Its authorizer admits writes
+    /// to the one table and nothing else.
+    pub async fn write(&self, write: super::BackendWrite) -> Result<u64, BackendError> {
+        let permit = self.inner.pool.permit().await?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let unavailable = |message: String| BackendError::Unavailable {
+                backend: format!("sqlite:{}", inner.path.display()),
+                message,
+            };
+            let conn = Connection::open_with_flags(
+                &inner.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| unavailable(e.to_string()))?;
+            let harden = || -> rusqlite::Result<()> {
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+                conn.busy_timeout(write.timeout)?;
+                Ok(())
+            };
+            harden().map_err(|e| unavailable(format!("hardening the connection: {e}")))?;
+            let table = write.table.to_ascii_lowercase();
+            let refused: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+            let refused_in_hook = Arc::clone(&refused);
+            conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+                let ours =
+                    |t: &str| t.eq_ignore_ascii_case(&table) && ctx.database_name == Some("main");
+                let allowed = match ctx.action {
+                    AuthAction::Insert { table_name } => ours(table_name),
+                    AuthAction::Update { table_name, .. } => ours(table_name),
+                    // The statement is the gateway's own, not the client's:
+                    // reads are foreign-key checks, which return nothing.
+                    AuthAction::Read { .. } => ctx.database_name == Some("main"),
+                    AuthAction::Transaction { .. } => true,
+                    _ => false,
+                };
+                if allowed {
+                    Authorization::Allow
+                } else {
+                    let mut slot = refused_in_hook.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.get_or_insert(format!("{:?}", ctx.action));
+                    Authorization::Deny
+                }
+            }));
+            let deadline = Instant::now() + write.timeout;
+            conn.progress_handler(PROGRESS_INTERVAL, Some(move || Instant::now() >= deadline));
+            conn.execute(&write.sql, rusqlite::params_from_iter(&write.params))
+                .map(|n| n as u64)
+                .map_err(|e| match e.sqlite_error_code() {
+                    Some(ErrorCode::OperationInterrupted) => BackendError::Timeout {
+                        timeout_ms: write.timeout.as_millis(),
+                    },
+                    Some(ErrorCode::AuthorizationForStatementDenied) => BackendError::Refused {
+                        message: refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clone()
+                            .unwrap_or_else(|| e.to_string()),
+                    },
+                    _ => BackendError::Query {
+                        message: e.to_string(),
+                    },
+                })
+        })
+        .await
+        .map_err(|e| BackendError::Internal {
+            message: format!("write task failed: {e}"),
+        })?
+    }
+}
+
 impl Inner {
     fn open_connection(&self) -> Result<Connection, BackendError> {
         let unavailable = |message: String| BackendError::Unavailable {
