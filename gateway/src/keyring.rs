@@ -34,6 +34,13 @@ pub enum KeyringError {
         source: VaultError,
     },
     #[error(
+        "the master key file {} is inside the data dir {}: a copy of the data dir would carry the key that opens it; \
+         keep it elsewhere (`master_key_file`) or use PRIVET_MASTER_KEY",
+        path.display(),
+        data_dir.display()
+    )]
+    InsideDataDir { path: PathBuf, data_dir: PathBuf },
+    #[error(
         "no master key: neither PRIVET_MASTER_KEY nor {} exists, and this command does not create one; \
          start `privet serve` or `privet seed` once to create the demo key, or set PRIVET_MASTER_KEY",
         path.display()
@@ -63,6 +70,12 @@ pub fn master_key(
     let path = file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| default_master_key_file(data_dir));
+    if std::env::var_os(MasterKey::ENV).is_none() && inside(&path, data_dir) {
+        return Err(KeyringError::InsideDataDir {
+            path,
+            data_dir: data_dir.to_path_buf(),
+        });
+    }
     if std::env::var_os(MasterKey::ENV).is_none() && !path.exists() {
         if !create {
             return Err(KeyringError::NoMasterKey { path });
@@ -161,4 +174,57 @@ pub fn ensure_columns<'a>(
             })?;
     }
     Ok(())
+}
+
+/// Whether `path` lies inside `dir` (compared after resolving both where
+/// they exist, so `./data/../data/key` is caught too).
+fn inside(path: &Path, dir: &Path) -> bool {
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| p.to_path_buf()),
+            _ => p.to_path_buf(),
+        })
+    };
+    resolve(path).starts_with(resolve(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_master_key_lives_beside_the_data_dir() {
+        assert_eq!(
+            default_master_key_file(Path::new("/srv/privet/data")),
+            Path::new("/srv/privet/privet-master.key")
+        );
+        assert_eq!(
+            default_master_key_file(Path::new("privet-data")),
+            Path::new("./privet-master.key")
+        );
+    }
+
+    #[test]
+    fn a_master_key_file_inside_the_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // Only meaningful without the environment variable, which wins.
+        if std::env::var_os(MasterKey::ENV).is_some() {
+            return;
+        }
+        let err = master_key(&data, Some(&data.join("master.key")), true).unwrap_err();
+        assert!(matches!(err, KeyringError::InsideDataDir { .. }), "{err}");
+        assert!(!data.join("master.key").exists());
+        let nested = data.join("sub").join("..").join("master.key");
+        assert!(master_key(&data, Some(&nested), true).is_err());
+        // Beside it is fine, and creates the file (mode 0600).
+        let beside = dir.path().join("master.key");
+        master_key(&data, Some(&beside), true).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&beside).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

@@ -37,6 +37,10 @@ pub struct ResultColumn {
     #[serde(flatten)]
     pub column: OutputColumn,
     pub transform: Option<String>,
+    /// For a decrypted column: how many of its values belong to a
+    /// crypto-shredded subject and read as [`crate::sealing::SHREDDED`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shredded: Option<u64>,
 }
 
 /// The answer to a governed query.
@@ -637,15 +641,21 @@ impl Gateway {
                 row.truncate(shown);
             }
         }
-        self.sealing
-            .unseal_rows(&resolved.sealed_outputs(), &mut rows, &self.token_key)?;
+        let shredded =
+            self.sealing
+                .unseal_rows(&resolved.sealed_outputs(), &mut rows, &self.token_key)?;
         let transforms = resolved.transforms();
         Ok(QueryResult {
             columns: output
                 .columns
                 .into_iter()
                 .zip(transforms)
-                .map(|(column, transform)| ResultColumn { column, transform })
+                .enumerate()
+                .map(|(i, (column, transform))| ResultColumn {
+                    column,
+                    transform,
+                    shredded: shredded.get(i).copied().filter(|n| *n > 0),
+                })
                 .collect(),
             rows,
             truncated: output.truncated,

@@ -199,38 +199,42 @@ impl Sealing {
             })
     }
 
-    /// Decrypts (and masks) the sealed columns of `rows` in place.
+    /// Decrypts (and masks) the sealed columns of `rows` in place. Returns,
+    /// per output column, how many values were of shredded subjects.
     pub fn unseal_rows(
         &self,
         sealed: &[Option<SealedOutput>],
         rows: &mut [Vec<Json>],
         token_key: &TokenKey,
-    ) -> Result<(), RequestError> {
+    ) -> Result<Vec<u64>, RequestError> {
+        let mut shredded = vec![0; sealed.len()];
         if sealed.iter().all(Option::is_none) {
-            return Ok(());
+            return Ok(shredded);
         }
         let cipher = self.cipher()?;
         for row in rows {
-            for (cell, how) in row.iter_mut().zip(sealed) {
+            for ((cell, how), count) in row.iter_mut().zip(sealed).zip(&mut shredded) {
                 if let Some(how) = how {
-                    *cell = unseal(&cipher, how, cell, token_key)?;
+                    let (value, was_shredded) = unseal(&cipher, how, cell, token_key)?;
+                    *cell = value;
+                    *count += u64::from(was_shredded);
                 }
             }
         }
-        Ok(())
+        Ok(shredded)
     }
 }
 
 /// One cell: `ciphertext|row key` → plaintext (masked if the view says so),
-/// the shredded marker, or an error naming the column and row.
+/// the shredded marker (and `true`), or an error naming the column and row.
 fn unseal(
     cipher: &FieldCipher,
     how: &SealedOutput,
     cell: &Json,
     token_key: &TokenKey,
-) -> Result<Json, RequestError> {
+) -> Result<(Json, bool), RequestError> {
     let text = match cell {
-        Json::Null => return Ok(Json::Null),
+        Json::Null => return Ok((Json::Null, false)),
         Json::String(s) => s.as_str(),
         other => {
             return Err(failed(
@@ -255,14 +259,17 @@ fn unseal(
     let plain = match cipher.decrypt(&field, ciphertext) {
         Ok(bytes) => String::from_utf8(bytes)
             .map_err(|_| failed(how, row_key, "the plaintext is not UTF-8"))?,
-        Err(CipherError::Shredded) => return Ok(Json::String(SHREDDED.to_owned())),
+        Err(CipherError::Shredded) => return Ok((Json::String(SHREDDED.to_owned()), true)),
         Err(e) => return Err(failed(how, row_key, &e.to_string())),
     };
     let plain = Json::String(plain);
-    Ok(match how.mask {
-        Some(mask) => masks::apply(mask, &plain, &how.domain, token_key),
-        None => plain,
-    })
+    Ok((
+        match how.mask {
+            Some(mask) => masks::apply(mask, &plain, &how.domain, token_key),
+            None => plain,
+        },
+        false,
+    ))
 }
 
 fn failed(how: &SealedOutput, row_key: &str, why: &str) -> RequestError {

@@ -342,10 +342,25 @@ async fn shredding(backend: Backend) {
             assert_eq!(&after[id], phone, "customer {id} must be unaffected");
         }
     }
+    // The column says how many of its values were shredded.
     let reply = server
-        .query(ADMIN, "admin", "SELECT phone FROM customers LIMIT 1")
+        .query(
+            ADMIN,
+            "admin",
+            &format!("SELECT phone FROM customers WHERE id = {victim}"),
+        )
+        .await;
+    assert_eq!(reply.json()["columns"][0]["transform"], "decrypt");
+    assert_eq!(reply.json()["columns"][0]["shredded"], 1);
+    let reply = server
+        .query(
+            ADMIN,
+            "admin",
+            &format!("SELECT phone FROM customers WHERE id <> {victim}"),
+        )
         .await;
     assert_eq!(reply.status, 200);
+    assert!(reply.json()["columns"][0].get("shredded").is_none());
     let cards_after = rows(
         &server,
         ADMIN,
