@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use vault::{CipherError, Field, FieldCipher};
 
 use crate::config::BackendConfig;
+use crate::write::quote;
 
 /// What a rewrap did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,10 +68,6 @@ pub struct RewrapOptions {
     /// spreading the work over several runs).
     pub stop_after_batches: Option<u64>,
     pub progress: bool,
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// The header every value at the column's current version starts with.

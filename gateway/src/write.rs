@@ -327,7 +327,8 @@ pub fn parse(sql: &str, catalog: &Catalog, dialect: Dialect) -> Result<ParsedWri
     }
 }
 
-/// Quotes an identifier for the backend.
+/// `"name"` with embedded double quotes doubled: an identifier that means
+/// exactly `name` in SQLite and PostgreSQL, whatever its case or characters.
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }

@@ -2,7 +2,7 @@
 //! computed with it.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -84,27 +84,9 @@ impl TokenKey {
     /// On Unix, refuses a file that group or others can access
     /// (`mode & 0o077 != 0`): the error names the path and the fix.
     pub fn load(path: &Path) -> Result<TokenKey, VaultError> {
-        let file = File::open(path).map_err(|e| VaultError::io(path, e))?;
-        // Check the opened file itself, not the path, so the file checked is
-        // the file read.
-        let meta = file.metadata().map_err(|e| VaultError::io(path, e))?;
-        if !meta.is_file() {
-            return Err(VaultError::BadKeyFile {
-                path: path.to_path_buf(),
-                reason: "not a regular file".into(),
-            });
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(VaultError::InsecurePermissions {
-                    path: path.to_path_buf(),
-                    mode,
-                });
-            }
-        }
+        // Checks the opened file itself, not the path, so the file checked
+        // is the file read.
+        let (file, meta) = crate::files::open_private(path)?;
         // Read one byte more than a key so a longer file is detected without
         // reading an arbitrarily large one.
         let mut bytes = Vec::with_capacity(KEY_LEN + 1);

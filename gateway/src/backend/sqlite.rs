@@ -143,15 +143,8 @@ impl SqliteBackend {
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(|e| unavailable(e.to_string()))?;
-            let harden = || -> rusqlite::Result<()> {
-                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
-                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
-                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
-                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
-                conn.busy_timeout(write.timeout)?;
-                Ok(())
-            };
-            harden().map_err(|e| unavailable(format!("hardening the connection: {e}")))?;
+            harden(&conn, write.timeout)
+                .map_err(|e| unavailable(format!("hardening the connection: {e}")))?;
             let table = write.table.to_ascii_lowercase();
             let refused: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
             let refused_in_hook = Arc::clone(&refused);
@@ -221,20 +214,25 @@ impl Inner {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| unavailable(e.to_string()))?;
-        let harden = || -> rusqlite::Result<()> {
-            // A double-quoted identifier that matches no column must be an
-            // error, not silently a string literal.
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            crate::masks::register_sqlite_functions(&conn, Arc::clone(&self.token_key))?;
-            Ok(())
-        };
-        harden().map_err(|e| unavailable(format!("hardening the connection: {e}")))?;
+        harden(&conn, Duration::from_secs(5))
+            .and_then(|()| {
+                crate::masks::register_sqlite_functions(&conn, Arc::clone(&self.token_key))
+            })
+            .map_err(|e| unavailable(format!("hardening the connection: {e}")))?;
         Ok(conn)
     }
+}
+
+/// The settings every connection gets, reading or writing.
+fn harden(conn: &Connection, busy: Duration) -> rusqlite::Result<()> {
+    // A double-quoted identifier that matches no column must be an error,
+    // not silently a string literal.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    conn.busy_timeout(busy)?;
+    Ok(())
 }
 
 fn query_err(e: rusqlite::Error) -> BackendError {

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Transaction};
 
+use crate::write::quote as quote_ident;
+
 use super::{
     generate, progress_bar, DemoDataset, DemoTable, SeedError, SeedOptions, SeedSummary, Value,
 };
@@ -518,12 +520,6 @@ async fn analyze(client: &Client, backend: &str, schema: &str) {
     if let Err(e) = client.batch_execute(&sql).await {
         tracing::warn!(backend, schema, error = %describe(&e), "could not analyze the demo tables");
     }
-}
-
-/// `"name"` with embedded double quotes doubled: a PostgreSQL identifier
-/// that means exactly `name`, whatever its case or characters.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn validate_schema_name(schema: &str) -> Result<(), SeedError> {

@@ -578,17 +578,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 }
             }
             if vc.encrypted {
-                let direct_only = uses
-                    .iter()
-                    .all(|u| matches!(u, Usage::Projection | Usage::BlindIndex))
-                    && (!uses.contains(&Usage::Projection)
-                        || outputs
-                            .iter()
-                            .any(|(_, l)| l.direct.as_ref() == Some(column)));
-                let derived = outputs
-                    .iter()
-                    .any(|(_, l)| l.direct.as_ref() != Some(column) && l.sources.contains(column));
-                if !direct_only || derived {
+                if !only_passed_through(column, uses, outputs, Some(Usage::BlindIndex)) {
                     return Err(AnalysisError::Denied {
                         table: column.table.clone(),
                         column: Some(column.column.clone()),
@@ -605,14 +595,7 @@ impl<'c, O: AccessOracle> Resolver<'c, O> {
                 .mask
                 .filter(|m| !masks::computed_in_sql(*m, self.dialect))
             {
-                let direct_only = uses.iter().all(|u| *u == Usage::Projection)
-                    && outputs
-                        .iter()
-                        .any(|(_, l)| l.direct.as_ref() == Some(column));
-                let derived = outputs
-                    .iter()
-                    .any(|(_, l)| l.direct.as_ref() != Some(column) && l.sources.contains(column));
-                if !direct_only || derived {
+                if !only_passed_through(column, uses, outputs, None) {
                     return Err(AnalysisError::Denied {
                         table: column.table.clone(),
                         column: Some(column.column.clone()),
@@ -2183,6 +2166,27 @@ fn lookup_in(
         }),
         (None, _) => Ok(None),
     }
+}
+
+/// Whether `column` is only ever an output of its own, unchanged (a direct
+/// projection that reaches the result), besides uses of the `extra` kind:
+/// what a column transformed after the query may be.
+fn only_passed_through(
+    column: &ColumnRef,
+    uses: &BTreeSet<Usage>,
+    outputs: &[(String, Lineage)],
+    extra: Option<Usage>,
+) -> bool {
+    let projected = uses.contains(&Usage::Projection);
+    uses.iter()
+        .all(|u| *u == Usage::Projection || Some(*u) == extra)
+        && (!projected
+            || outputs
+                .iter()
+                .any(|(_, l)| l.direct.as_ref() == Some(column)))
+        && !outputs
+            .iter()
+            .any(|(_, l)| l.direct.as_ref() != Some(column) && l.sources.contains(column))
 }
 
 /// The relation `col` or `rel.col` resolves to (the nearest scope that
