@@ -12,14 +12,15 @@
 //! browser and e-mail; per product the price and popularity.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use super::catalog::{Category, Variants, ADJECTIVES, BRANDS, CATEGORIES, COLOURS, PACKS, SIZES};
 use super::geo::{City, Country, Phone, Region};
 use super::names::{ascii_slug, feminine_surname, Culture};
 use super::rng::{key, pick_cumulative, Rng, SplitMix64, Stream};
 use super::texts::{
-    Facts, TicketKind, CLOSINGS, GREETINGS, REVIEW_NEGATIVE, REVIEW_NEUTRAL, REVIEW_PII_TAILS,
-    REVIEW_POSITIVE, TICKET_TEMPLATES,
+    Facts, PiiSpan, TicketKind, CLOSINGS, GREETINGS, REVIEW_NEGATIVE, REVIEW_NEUTRAL,
+    REVIEW_PII_TAILS, REVIEW_POSITIVE, TICKET_TEMPLATES,
 };
 use super::SeedError;
 use crate::civil::{
@@ -215,6 +216,23 @@ fn slot_time(start: i64, span: i64, index: u64, count: u64, max_jitter: i64, rng
     let slot = (span / count).max(1);
     let jitter = rng.below(slot.min(max_jitter).max(1) as u64) as i64;
     start + (index as i64 - 1) * span / count + jitter
+}
+
+/// A generated support ticket, before it becomes a row.
+struct Ticket {
+    customer_id: u64,
+    created_at: i64,
+    subject: String,
+    body: String,
+    status: &'static str,
+}
+
+/// A generated review, before it becomes a row.
+struct Review {
+    customer_id: u64,
+    product_id: u64,
+    rating: i64,
+    body: String,
 }
 
 /// A customer, regenerated from their id.
@@ -880,6 +898,43 @@ impl DemoDataset {
     // ---- support tickets ------------------------------------------------------
 
     fn ticket_row(&self, id: u64, row: &mut Vec<Value>) {
+        let t = self.ticket(id, None);
+        row.extend([
+            Value::from(id),
+            t.customer_id.into(),
+            rfc3339(t.created_at).into(),
+            t.subject.into(),
+            t.body.into(),
+            t.status.into(),
+        ]);
+    }
+
+    /// A support ticket's body as in its row, with the byte spans of the PII
+    /// its templates inserted (see `PII_FIELDS` in `seed/texts.rs`: the
+    /// field name and where its value sits in the body). The subject templates
+    /// only mention the order and the product, so the body is where PII is.
+    pub fn ticket_body_with_pii(&self, id: u64) -> (String, Vec<(&'static str, Range<usize>)>) {
+        let mut pii = Vec::new();
+        let t = self.ticket(id, Some(&mut pii));
+        (t.body, pii)
+    }
+
+    /// A review's body as in its row, with the PII spans its optional
+    /// contact tail inserted (as [`DemoDataset::ticket_body_with_pii`]).
+    pub fn review_body_with_pii(&self, id: u64) -> (String, Vec<(&'static str, Range<usize>)>) {
+        let mut pii = Vec::new();
+        let r = self.review(id, Some(&mut pii));
+        (r.body, pii)
+    }
+
+    /// A customer's full name and first name, as tickets and reviews write
+    /// them: the "known names" a scrubber is given for that customer.
+    pub fn customer_names(&self, customer: u64) -> (String, String) {
+        let c = self.customer(customer);
+        (c.full_name, c.first.to_owned())
+    }
+
+    fn ticket(&self, id: u64, mut pii: Option<&mut Vec<PiiSpan>>) -> Ticket {
         let mut rng = Rng::for_entity(self.seed, Stream::Ticket, id);
         let n = self.count(DemoTable::SupportTickets);
         let t = slot_time(ACTIVITY_START, ACTIVITY_SPAN, id, n, i64::MAX, &mut rng);
@@ -944,10 +999,10 @@ impl DemoDataset {
             body.push_str(greeting);
             body.push_str("\n\n");
         }
-        facts.fill_into(template.body, &mut body);
+        facts.fill_recording(template.body, &mut body, pii.as_deref_mut());
         body.push_str("\n\n");
         let closing = *rng.pick(CLOSINGS);
-        facts.fill_into(closing, &mut body);
+        facts.fill_recording(closing, &mut body, pii);
 
         let age = WINDOW_END - created_at;
         let status = *rng.pick_weighted(match age {
@@ -955,19 +1010,29 @@ impl DemoDataset {
             a if a < 14 * DAY => &[("open", 20), ("pending", 40), ("closed", 40)],
             _ => &[("open", 3), ("pending", 5), ("closed", 92)],
         });
-        row.extend([
-            Value::from(id),
-            customer_id.into(),
-            rfc3339(created_at).into(),
-            subject.into(),
-            body.into(),
-            status.into(),
-        ]);
+        Ticket {
+            customer_id,
+            created_at,
+            subject,
+            body,
+            status,
+        }
     }
 
     // ---- reviews ----------------------------------------------------------------
 
     fn review_row(&self, id: u64, row: &mut Vec<Value>) {
+        let r = self.review(id, None);
+        row.extend([
+            Value::from(id),
+            r.customer_id.into(),
+            r.product_id.into(),
+            r.rating.into(),
+            r.body.into(),
+        ]);
+    }
+
+    fn review(&self, id: u64, pii: Option<&mut Vec<PiiSpan>>) -> Review {
         let mut rng = Rng::for_entity(self.seed, Stream::Review, id);
         let n_orders = self.count(DemoTable::Orders);
         // Reviews come from delivered (or returned) orders when possible.
@@ -1005,15 +1070,14 @@ impl DemoDataset {
                 .unwrap_or_else(|| Phone::random(c.country, c.city, &mut rng));
             facts.phone = phone.render_varied(&mut rng);
             let tail = *rng.pick(REVIEW_PII_TAILS);
-            facts.fill_into(tail, &mut body);
+            facts.fill_recording(tail, &mut body, pii);
         }
-        row.extend([
-            Value::from(id),
-            order.customer.into(),
-            item.product.into(),
-            rating.into(),
-            body.into(),
-        ]);
+        Review {
+            customer_id: order.customer,
+            product_id: item.product,
+            rating,
+            body,
+        }
     }
 }
 

@@ -5,6 +5,19 @@
 //! card numbers, names, addresses and order numbers, the way people actually
 //! write to a shop.
 
+/// The [`Facts`] fields that are PII in the sense of the anonymizer's text
+/// scrubber (`anonymizer::scrub`): `email`/`alt_email` (e-mail), `phone`,
+/// `card` (full, Luhn-valid number) and `name`/`first` (the customer's known
+/// names). The other fields are deliberately left out: `address`, `zip` and
+/// `city` are quasi-identifiers the scrubber does not look for, `order`,
+/// `amount`, `date`, `dob`, `last4` and `product` are not direct identifiers
+/// (and are what a phone or card detector must *not* swallow). No template
+/// inserts an IBAN or an IP address.
+pub(crate) const PII_FIELDS: &[&str] = &["name", "first", "email", "alt_email", "phone", "card"];
+
+/// A [`PII_FIELDS`] entry and the byte span its value took in a rendered text.
+pub(crate) type PiiSpan = (&'static str, std::ops::Range<usize>);
+
 /// The values a template can mention, keyed by placeholder name.
 #[derive(Debug, Default)]
 pub(crate) struct Facts {
@@ -50,6 +63,19 @@ impl Facts {
     /// Replaces every `{key}` in `template` and appends the result to `out`.
     /// Unknown keys are kept verbatim (a test guards against them).
     pub(crate) fn fill_into(&self, template: &str, out: &mut String) {
+        self.fill_recording(template, out, None);
+    }
+
+    /// [`Facts::fill_into`], and when `pii` is given, records the field and
+    /// byte span in `out` of every [`PII_FIELDS`] value inserted: the ground
+    /// truth PII detectors are measured against. Recording never changes the
+    /// text.
+    pub(crate) fn fill_recording(
+        &self,
+        template: &str,
+        out: &mut String,
+        mut pii: Option<&mut Vec<PiiSpan>>,
+    ) {
         let mut rest = template;
         while let Some(open) = rest.find('{') {
             out.push_str(&rest[..open]);
@@ -57,6 +83,14 @@ impl Facts {
             match after.find('}') {
                 Some(close) => match self.get(&after[..close]) {
                     Some(value) => {
+                        let key = &after[..close];
+                        if let (Some(spans), Some(field)) =
+                            (pii.as_deref_mut(), PII_FIELDS.iter().find(|f| **f == key))
+                        {
+                            if !value.is_empty() {
+                                spans.push((field, out.len()..out.len() + value.len()));
+                            }
+                        }
                         out.push_str(value);
                         rest = &after[close + 1..];
                     }
