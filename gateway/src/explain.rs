@@ -60,7 +60,7 @@ pub struct ExplainedFilter {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainedColumn {
     pub name: String,
-    /// plain, masked or denied.
+    /// plain, decrypted, masked or denied.
     pub decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask: Option<String>,
@@ -91,7 +91,13 @@ fn explain_table(view: &TableView) -> ExplainedTable {
         .iter()
         .map(|c| ExplainedColumn {
             name: c.name.clone(),
-            decision: if c.mask.is_some() { "masked" } else { "plain" },
+            // Encrypted columns are decrypted after the query; a mask, if
+            // any, applies to the plaintext.
+            decision: match (c.mask.is_some(), c.encrypted) {
+                (true, _) => "masked",
+                (false, true) => "decrypted",
+                (false, false) => "plain",
+            },
             mask: c.mask.map(|m| m.name().to_string()),
             may_filter: c.may_filter,
             policy_ids: c.policy_ids.clone(),

@@ -166,6 +166,33 @@ async fn only_decrypt_shows_plaintext(backend: Backend) {
         .await;
     assert_eq!(reply.json()["columns"][0]["transform"], "decrypt");
 
+    // Explain says so too.
+    let key = format!("Bearer {}", server.key(SUPPORT));
+    let body = serde_json::json!({"sql": "SELECT id, phone FROM customers", "purpose": "support"});
+    let explained = server
+        .send(
+            "POST",
+            "/v1/explain",
+            &[("authorization", &key)],
+            body.to_string(),
+        )
+        .await
+        .json();
+    let phone = explained["tables"][0]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .find(|c| c["name"] == "phone")
+        .cloned()
+        .expect("phone");
+    assert_eq!(phone["decision"], "decrypted", "{explained}");
+    assert!(
+        phone["policy_ids"]
+            .to_string()
+            .contains("support-decrypt-phone"),
+        "{phone}"
+    );
+
     // Equality through the blind index finds exactly the customer.
     let (victim, victim_phone) = with_phone[with_phone.len() / 2].clone();
     let found = rows(
