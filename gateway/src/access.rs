@@ -46,6 +46,7 @@ struct ContextKey {
     hour: u8,
     source_ip: std::net::IpAddr,
     anomaly_score: u8,
+    dataset: Option<String>,
 }
 
 impl ContextKey {
@@ -56,6 +57,7 @@ impl ContextKey {
             hour: ctx.hour,
             source_ip: ctx.source_ip,
             anomaly_score: ctx.anomaly_score,
+            dataset: ctx.dataset.map(str::to_owned),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod explain;
+pub mod export;
 pub mod http;
 pub mod keyring;
 pub mod keys;

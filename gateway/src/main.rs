@@ -81,6 +81,23 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Export an anonymized dataset for an ML job: the spec's source query
+    /// runs through the policy pipeline as PRINCIPAL (which needs Cedar
+    /// `export` on the dataset), every column is transformed, the
+    /// quasi-identifiers made k-anonymous; writes DIR/NAME.csv|jsonl,
+    /// report.json and summary.txt, and one audit event. Run it with the
+    /// gateway stopped (it writes the audit log itself).
+    Export {
+        /// The dataset spec (TOML), e.g. datasets/recommendations.toml.
+        #[arg(long, value_name = "FILE")]
+        spec: PathBuf,
+        /// Where the files go (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The requesting principal.
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: String,
+    },
     /// Create the demo commerce store with deterministic synthetic data.
     Seed {
         /// 1 ≈ 5,000 customers, 50,000 orders, 250,000 events. Fractions allowed.
@@ -335,6 +352,13 @@ async fn run_command(command: Command, sources: Sources) -> Result<bool> {
     match command {
         Command::Serve { listen } => serve(&sources, listen).await.map(|()| true),
         Command::Keys { command } => keys_command(&sources, command).await.map(|()| true),
+        Command::Export {
+            spec,
+            out,
+            principal,
+        } => export_dataset(&sources, &spec, &out, &principal)
+            .await
+            .map(|()| true),
         Command::Seed { scale, seed, force } => seed_store(&sources, scale, seed, force)
             .await
             .map(|()| true),
@@ -972,6 +996,108 @@ fn print_credentials(
         }
     }
     println!();
+}
+
+async fn export_dataset(sources: &Sources, spec_path: &Path, out: &Path, who: &str) -> Result<()> {
+    let config = required_config(sources)?;
+    let spec = gateway::export::DatasetSpec::load(spec_path)?;
+    // The audit log first: an export that cannot be audited does not run.
+    let log_dir = gateway::audit::audit_dir(&config).join(gateway::audit::LOG_DIR);
+    let log = match audit::AuditLog::open(&log_dir, audit::LogOptions::default()) {
+        Ok(log) => log,
+        Err(audit::LogError::Locked { .. }) => anyhow::bail!(
+            "the gateway is running and holds the audit log; an export must be audited, so stop the gateway and run it again"
+        ),
+        Err(e) => return Err(e).context("opening the audit log"),
+    };
+    let gateway = Gateway::start(config.clone())
+        .await
+        .context("starting the gateway")?;
+    let principal = gateway
+        .principal(who)
+        .with_context(|| format!("no principal `{who}` in the config"))?;
+    let started = std::time::Instant::now();
+    let mut ctx =
+        gateway::pipeline::request_context(&spec.purpose, std::net::Ipv4Addr::LOCALHOST.into());
+    ctx.dataset = Some(&spec.name);
+    let mut record = gateway::audit::AccessRecord {
+        sql: Some(spec.source.clone()),
+        ..gateway::audit::AccessRecord::default()
+    };
+    let result = match gateway.authorize_export(&principal, ctx, &spec.name) {
+        Ok(()) => {
+            gateway
+                .query(&principal, ctx, &spec.source, &mut record)
+                .await
+        }
+        Err(e) => {
+            record.refused(&e);
+            Err(e)
+        }
+    };
+    let today = gateway::export::today();
+    let written = match &result {
+        Ok(answer) => {
+            let names: Vec<String> = answer
+                .columns
+                .iter()
+                .map(|c| c.column.name.clone())
+                .collect();
+            let secret = gateway.token_key().to_bytes();
+            gateway::export::write_dataset(
+                &spec,
+                who,
+                &names,
+                &answer.rows,
+                &gateway::export::ExportKeys {
+                    pseudonym_secret: &secret,
+                    today,
+                },
+                out,
+            )
+            .map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(anyhow::anyhow!("{} ({})", e.message, e.code.as_str())),
+    };
+    let request_id = format!("export-{}", gateway::audit::now_us());
+    let facts = gateway::audit::RequestFacts {
+        time_us: gateway::audit::now_us(),
+        request_id: &request_id,
+        principal: Some(&principal),
+        source: std::net::Ipv4Addr::LOCALHOST.into(),
+        purpose: Some(&spec.purpose),
+        endpoint: "export",
+        started,
+    };
+    if let Ok(report) = &written {
+        record.rows = report.rows_written as u64;
+    }
+    let event = gateway::audit::event(
+        &facts,
+        record,
+        result.as_ref().err(),
+        gateway.backend().dialect(),
+        gateway.catalog(),
+    );
+    let seq = log
+        .append(event)
+        .await
+        .context("recording the export in the audit log (the export is void without it)")?;
+    let report = written?;
+    println!(
+        "{}: {} of {} rows written to {} (audit event {seq})",
+        report.dataset,
+        report.rows_written,
+        report.rows_read,
+        out.join(&report.file).display()
+    );
+    if let Some(k) = &report.k_anonymity {
+        println!(
+            "k-anonymity: k = {} requested, {} achieved, {} rows suppressed, NCP {:.4}",
+            k.k_requested, k.k_achieved, k.rows_suppressed, k.ncp
+        );
+    }
+    Ok(())
 }
 
 /// The data dir, master key file and backend the key commands work on.

@@ -81,6 +81,7 @@ pub fn request_context(purpose: &str, source: std::net::IpAddr) -> RequestContex
         hour: u8::try_from(seconds / 3600 % 24).unwrap_or(0),
         source_ip: source,
         anomaly_score: 0,
+        dataset: None,
     }
 }
 
@@ -255,6 +256,28 @@ impl Gateway {
             Resource::Gateway,
             "administer the gateway",
         )
+    }
+
+    /// Whether `principal` may export `dataset` (Cedar `export` on
+    /// `Privet::Dataset::"NAME"`).
+    pub fn authorize_export(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        dataset: &str,
+    ) -> Result<(), RequestError> {
+        self.authorize_on(
+            principal,
+            ctx,
+            Action::Export,
+            Resource::Dataset(dataset),
+            &format!("export the dataset {dataset}"),
+        )
+    }
+
+    /// The pseudonym key, from which exports derive their per-dataset keys.
+    pub fn token_key(&self) -> &vault::TokenKey {
+        &self.token_key
     }
 
     /// Whether `principal` may read the audit log (search, events, proofs,

@@ -26,6 +26,7 @@ pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
     ),
     ("marketing.cedar", include_str!("../cedar/marketing.cedar")),
     ("support.cedar", include_str!("../cedar/support.cedar")),
+    ("analytics.cedar", include_str!("../cedar/analytics.cedar")),
     (
         "fulfilment.cedar",
         include_str!("../cedar/fulfilment.cedar"),
@@ -298,24 +299,34 @@ impl PolicyEngine {
             Resource::Gateway => uid("Privet::Gateway", "gateway")?,
         };
         let action_uid = uid("Privet::Action", action.as_str())?;
-        let context = Context::from_pairs([
+        let dataset = context.dataset.map(|d| {
             (
-                "purpose".to_string(),
-                RestrictedExpression::new_string(context.purpose.to_string()),
-            ),
-            (
-                "hour".to_string(),
-                RestrictedExpression::new_long(i64::from(context.hour)),
-            ),
-            (
-                "source_ip".to_string(),
-                RestrictedExpression::new_ip(context.source_ip.to_string()),
-            ),
-            (
-                "anomaly_score".to_string(),
-                RestrictedExpression::new_long(i64::from(context.anomaly_score)),
-            ),
-        ])
+                "dataset".to_string(),
+                RestrictedExpression::new_string(d.to_string()),
+            )
+        });
+        let context = Context::from_pairs(
+            [
+                (
+                    "purpose".to_string(),
+                    RestrictedExpression::new_string(context.purpose.to_string()),
+                ),
+                (
+                    "hour".to_string(),
+                    RestrictedExpression::new_long(i64::from(context.hour)),
+                ),
+                (
+                    "source_ip".to_string(),
+                    RestrictedExpression::new_ip(context.source_ip.to_string()),
+                ),
+                (
+                    "anomaly_score".to_string(),
+                    RestrictedExpression::new_long(i64::from(context.anomaly_score)),
+                ),
+            ]
+            .into_iter()
+            .chain(dataset),
+        )
         .map_err(|e| PolicyError::Request {
             message: e.to_string(),
         })?;
@@ -459,7 +470,9 @@ fn unknown_entity_warnings(policies: &PolicySet, entities: &Entities) -> Vec<Str
         let mut found = Vec::new();
         collect(&json, &mut found);
         for (ty, id) in found {
-            if ty == "Privet::Action" || ty == "Privet::Role" {
+            // Datasets are declared by export specs, which the engine does
+            // not read: a policy may name one before its spec exists.
+            if ty == "Privet::Action" || ty == "Privet::Role" || ty == "Privet::Dataset" {
                 continue;
             }
             let known = uid(&ty, &id)

@@ -189,6 +189,9 @@ pub struct RequestContext<'a> {
     pub source_ip: std::net::IpAddr,
     /// 0 (normal) to 100.
     pub anomaly_score: u8,
+    /// The dataset an export reads for (`context.dataset` in Cedar), so
+    /// policies can permit reads that only an authorized export makes.
+    pub dataset: Option<&'a str>,
 }
 
 impl<'a> RequestContext<'a> {
@@ -200,6 +203,7 @@ impl<'a> RequestContext<'a> {
             hour: 12,
             source_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             anomaly_score: 0,
+            dataset: None,
         }
     }
 }

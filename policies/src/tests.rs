@@ -443,6 +443,7 @@ fn column_decisions_mask_and_deny_by_category() {
         [
             "marketing-read-customers",
             "marketing-read-orders",
+            "ml-marketing-source",
             "support-read-customers",
             "support-read-tickets-and-orders"
         ]
@@ -474,6 +475,7 @@ forbid(principal, action, resource) when { context.anomaly_score > 50 };
             hour,
             source_ip: ip.parse().unwrap(),
             anomaly_score,
+            dataset: None,
         };
         engine
             .authorize("recs-service", Action::Read, Resource::Table("events"), ctx)

@@ -1,0 +1,641 @@
+//! Dataset exports for ML jobs: a TOML spec names a source query, a
+//! transform for every column, and the quasi-identifiers with their k. The
+//! source query runs through the gateway's own pipeline as the requesting
+//! principal, with `export` on the dataset permitted by Cedar and the
+//! dataset named in the Cedar context (so policies can permit reads that
+//! only an export makes); every column is transformed, the quasi-identifiers
+//! are generalized to k-anonymity (Mondrian), and the result is written as
+//! CSV or JSONL with `report.json` and a short `summary.txt`.
+//!
+//! Fail closed: a result column the spec gives no transform is an error,
+//! never passed through; a value a transform cannot read stops the export.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anonymizer::kanon::{self, MondrianConfig, QuasiIdentifier, Table};
+use anonymizer::scrub::Scrubber;
+use anonymizer::transforms::{self, BoundedNoise, DatasetPseudonymizer, Date, TimeUnit};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+/// A dataset spec (`datasets/NAME.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_purpose")]
+    pub purpose: String,
+    /// The SQL, run through the policy pipeline as the requesting principal.
+    pub source: String,
+    #[serde(default)]
+    pub format: Format,
+    /// Output column (as the source query names it) → transform.
+    pub columns: BTreeMap<String, String>,
+    pub k_anonymity: Option<KSpec>,
+}
+
+fn default_purpose() -> String {
+    "analytics".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KSpec {
+    pub quasi_identifiers: Vec<String>,
+    pub k: usize,
+    pub sensitive: Option<String>,
+    pub l: Option<usize>,
+    #[serde(default)]
+    pub max_suppressed_fraction: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("dataset spec {}: {message}", path.display())]
+    Spec { path: PathBuf, message: String },
+    #[error("column `{column}`: {message}")]
+    Column { column: String, message: String },
+    #[error("k-anonymity: {0}")]
+    Kanon(#[from] kanon::KanonError),
+    #[error("writing {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DatasetSpec {
+    /// Reads and checks a spec file.
+    pub fn load(path: &Path) -> Result<DatasetSpec, ExportError> {
+        let spec_error = |message: String| ExportError::Spec {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| spec_error(e.to_string()))?;
+        let spec: DatasetSpec = toml::from_str(&text).map_err(|e| spec_error(e.to_string()))?;
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(spec_error(format!(
+                "`name = \"{}\"`: use letters, digits, - and _",
+                spec.name
+            )));
+        }
+        for (column, transform) in &spec.columns {
+            Transform::parse(transform)
+                .map_err(|m| spec_error(format!("columns.{column}: {m}")))?;
+        }
+        if let Some(k) = &spec.k_anonymity {
+            for qi in k.quasi_identifiers.iter().chain(&k.sensitive) {
+                match spec.columns.get(qi).map(String::as_str) {
+                    None | Some("drop") => {
+                        return Err(spec_error(format!(
+                            "k_anonymity names `{qi}`, which is not an output column"
+                        )))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// One column's transform.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transform {
+    Keep,
+    Drop,
+    Null,
+    Redact,
+    Pseudonym,
+    Range(i64),
+    Month,
+    Year,
+    AgeBand(i32),
+    Zip(usize),
+    Hour,
+    Day,
+    Noise(u64),
+    Scrub,
+}
+
+impl Transform {
+    /// `keep`, `drop`, `null`, `redact`, `pseudonym`, `range:N`, `month`,
+    /// `year`, `age_band:N`, `zip:N`, `hour`, `day`, `noise:N`, `scrub`.
+    pub fn parse(text: &str) -> Result<Transform, String> {
+        let (name, arg) = match text.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (text, None),
+        };
+        let number = |what: &str| -> Result<i64, String> {
+            arg.and_then(|a| a.parse::<i64>().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{text}`: {what} needs a positive number, e.g. `{name}:5`"))
+        };
+        Ok(match name {
+            "keep" => Transform::Keep,
+            "drop" => Transform::Drop,
+            "null" => Transform::Null,
+            "redact" => Transform::Redact,
+            "pseudonym" => Transform::Pseudonym,
+            "range" => Transform::Range(number("range")?),
+            "month" => Transform::Month,
+            "year" => Transform::Year,
+            "age_band" => Transform::AgeBand(i32::try_from(number("age_band")?).map_err(|e| e.to_string())?),
+            "zip" => Transform::Zip(usize::try_from(number("zip")?).map_err(|e| e.to_string())?),
+            "hour" => Transform::Hour,
+            "day" => Transform::Day,
+            "noise" => Transform::Noise(u64::try_from(number("noise")?).map_err(|e| e.to_string())?),
+            "scrub" => Transform::Scrub,
+            other => {
+                return Err(format!(
+                    "unknown transform `{other}`; use keep, drop, null, redact, pseudonym, range:N, month, year, age_band:N, zip:N, hour, day, noise:N or scrub"
+                ))
+            }
+        })
+    }
+}
+
+/// Today's date (UTC), for age bands.
+pub fn today() -> Date {
+    let days = crate::audit::now_us().div_euclid(86_400_000_000);
+    let (year, month, day) = crate::civil::civil_from_days(days);
+    Date {
+        year: i32::try_from(year).unwrap_or(i32::MAX),
+        month,
+        day,
+    }
+}
+
+/// What an export needs besides the rows.
+pub struct ExportKeys<'a> {
+    /// The export secret the per-dataset pseudonym key is derived from.
+    pub pseudonym_secret: &'a [u8; 32],
+    /// "Today", for age bands.
+    pub today: Date,
+}
+
+/// The outcome of an export, as written to `report.json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportReport {
+    pub dataset: String,
+    pub principal: String,
+    pub purpose: String,
+    pub format: String,
+    pub file: String,
+    pub rows_read: usize,
+    pub rows_written: usize,
+    pub columns: Vec<(String, String)>,
+    pub k_anonymity: Option<KReport>,
+}
+
+/// [`kanon::KanonReport`], for `report.json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KReport {
+    pub k_requested: usize,
+    pub k_achieved: usize,
+    pub l_achieved: Option<usize>,
+    pub rows_suppressed: usize,
+    pub classes: usize,
+    /// Normalized certainty penalty in [0, 1] (0: nothing generalized).
+    pub ncp: f64,
+    pub discernibility: u64,
+}
+
+impl From<kanon::KanonReport> for KReport {
+    fn from(r: kanon::KanonReport) -> Self {
+        KReport {
+            k_requested: r.k_requested,
+            k_achieved: r.k_achieved,
+            l_achieved: r.l_achieved,
+            rows_suppressed: r.rows_suppressed,
+            classes: r.partitions,
+            ncp: r.ncp,
+            discernibility: r.discernibility,
+        }
+    }
+}
+
+/// Transforms `rows` (JSON values as the pipeline returned them, in
+/// `names` order) per the spec, applies k-anonymity, and writes the files
+/// into `out`. Returns the report.
+pub fn write_dataset(
+    spec: &DatasetSpec,
+    principal: &str,
+    names: &[String],
+    rows: &[Vec<Json>],
+    keys: &ExportKeys<'_>,
+    out: &Path,
+) -> Result<ExportReport, ExportError> {
+    let mut plan = Vec::new();
+    for name in names {
+        let transform = spec.columns.get(name).ok_or_else(|| ExportError::Column {
+            column: name.clone(),
+            message: "the source query returns it but the spec gives it no transform; add `keep`, `drop` or another".into(),
+        })?;
+        let t = Transform::parse(transform).map_err(|m| ExportError::Column {
+            column: name.clone(),
+            message: m,
+        })?;
+        plan.push(t);
+    }
+    for column in spec.columns.keys() {
+        if !names.contains(column) {
+            return Err(ExportError::Column {
+                column: column.clone(),
+                message: "the spec names it but the source query does not return it".into(),
+            });
+        }
+    }
+    let pseudonyms = DatasetPseudonymizer::new(keys.pseudonym_secret, &spec.name);
+    let scrubber = Scrubber::new();
+    let noise: HashMap<u64, BoundedNoise> = plan
+        .iter()
+        .filter_map(|t| match t {
+            Transform::Noise(b) => Some(*b),
+            _ => None,
+        })
+        .map(|b| BoundedNoise::new(b).map(|n| (b, n)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ExportError::Column {
+            column: String::new(),
+            message: e.to_string(),
+        })?;
+    let kept: Vec<usize> = (0..names.len())
+        .filter(|i| plan[*i] != Transform::Drop)
+        .collect();
+    let mut table: Vec<Vec<Option<String>>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut out_row = Vec::with_capacity(kept.len());
+        for &i in &kept {
+            let value = match row.get(i) {
+                None | Some(Json::Null) => None,
+                Some(Json::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            };
+            let column_error = |e: transforms::TransformError| ExportError::Column {
+                column: names[i].clone(),
+                message: e.to_string(),
+            };
+            let transformed = match (&plan[i], value) {
+                (_, None) | (Transform::Null, _) => None,
+                (Transform::Keep, v) => v,
+                (Transform::Redact, Some(_)) => Some("[redacted]".to_owned()),
+                (Transform::Pseudonym, Some(v)) => Some(pseudonyms.token(&v)),
+                (Transform::Range(w), Some(v)) => {
+                    Some(transforms::numeric_range(&v, *w).map_err(column_error)?)
+                }
+                (Transform::Month, Some(v)) => {
+                    Some(transforms::date_to_month(&v).map_err(column_error)?)
+                }
+                (Transform::Year, Some(v)) => {
+                    Some(transforms::date_to_year(&v).map_err(column_error)?)
+                }
+                (Transform::AgeBand(w), Some(v)) => {
+                    Some(transforms::age_band(&v, keys.today, *w).map_err(column_error)?)
+                }
+                (Transform::Zip(n), Some(v)) => {
+                    Some(transforms::zip_prefix(&v, *n).map_err(column_error)?)
+                }
+                (Transform::Hour, Some(v)) => {
+                    Some(transforms::truncate_time(&v, TimeUnit::Hour).map_err(column_error)?)
+                }
+                (Transform::Day, Some(v)) => {
+                    Some(transforms::truncate_time(&v, TimeUnit::Day).map_err(column_error)?)
+                }
+                (Transform::Noise(b), Some(v)) => match noise.get(b) {
+                    Some(n) => Some(n.apply(&v).map_err(column_error)?),
+                    None => None,
+                },
+                (Transform::Scrub, Some(v)) => Some(scrubber.scrub(&v, &[])),
+                (Transform::Drop, _) => None,
+            };
+            out_row.push(transformed);
+        }
+        table.push(out_row);
+    }
+    let out_names: Vec<String> = kept.iter().map(|&i| names[i].clone()).collect();
+    let k_report = match &spec.k_anonymity {
+        Some(k) => Some(KReport::from(k_anonymize(k, &out_names, &mut table)?)),
+        None => None,
+    };
+
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let file_name = format!(
+        "{}.{}",
+        spec.name,
+        match spec.format {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    );
+    let path = out.join(&file_name);
+    write_rows(&path, spec.format, &out_names, &table)?;
+    let report = ExportReport {
+        dataset: spec.name.clone(),
+        principal: principal.to_owned(),
+        purpose: spec.purpose.clone(),
+        format: format!("{:?}", spec.format).to_ascii_lowercase(),
+        file: file_name,
+        rows_read: rows.len(),
+        rows_written: table.len(),
+        columns: names
+            .iter()
+            .map(|n| (n.clone(), spec.columns.get(n).cloned().unwrap_or_default()))
+            .collect(),
+        k_anonymity: k_report,
+    };
+    let report_path = out.join("report.json");
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| io(&report_path, e.into()))?;
+    std::fs::write(&report_path, json).map_err(|e| io(&report_path, e))?;
+    let summary_path = out.join("summary.txt");
+    std::fs::write(&summary_path, summary(&report)).map_err(|e| io(&summary_path, e))?;
+    Ok(report)
+}
+
+fn io(path: &Path, source: std::io::Error) -> ExportError {
+    ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Generalizes the quasi-identifier columns of `table` in place to
+/// k-anonymous classes (Mondrian over the values' sorted ranks: ordinal),
+/// and removes suppressed rows.
+fn k_anonymize(
+    spec: &KSpec,
+    names: &[String],
+    table: &mut Vec<Vec<Option<String>>>,
+) -> Result<kanon::KanonReport, ExportError> {
+    let index = |name: &str| names.iter().position(|n| n == name);
+    let qi_cols: Vec<usize> = spec
+        .quasi_identifiers
+        .iter()
+        .filter_map(|q| index(q))
+        .collect();
+    // Each QI's distinct values, sorted, as ranks (NULL sorts first).
+    let mut dictionaries: Vec<Vec<Option<String>>> = Vec::new();
+    let mut columns = Vec::new();
+    for &c in &qi_cols {
+        let mut values: Vec<Option<String>> = table.iter().map(|r| r[c].clone()).collect();
+        values.sort();
+        values.dedup();
+        let rank: HashMap<&Option<String>, i64> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v, i as i64))
+            .collect();
+        columns.push(table.iter().map(|r| rank[&r[c]]).collect::<Vec<i64>>());
+        dictionaries.push(values);
+    }
+    let qis = spec
+        .quasi_identifiers
+        .iter()
+        .map(|q| QuasiIdentifier::ordinal(q.clone()))
+        .collect();
+    let mut data = Table::new(qis, columns)?;
+    if let (Some(sensitive), Some(_)) = (&spec.sensitive, spec.l) {
+        if let Some(c) = index(sensitive) {
+            let mut codes = HashMap::new();
+            let values: Vec<u32> = table
+                .iter()
+                .map(|r| {
+                    let n = codes.len() as u32;
+                    *codes.entry(r[c].clone()).or_insert(n)
+                })
+                .collect();
+            data = data.with_sensitive(sensitive.clone(), values)?;
+        }
+    }
+    let mut config =
+        MondrianConfig::new(spec.k).with_max_suppressed_fraction(spec.max_suppressed_fraction);
+    if let Some(l) = spec.l {
+        config = config.with_l(l);
+    }
+    let result = kanon::mondrian(&data, &config)?;
+    for partition in &result.partitions {
+        let labels: Vec<Option<String>> = partition
+            .ranges
+            .iter()
+            .zip(&dictionaries)
+            .map(|((lo, hi), dict)| {
+                let at = |i: i64| dict.get(i as usize).cloned().flatten();
+                if lo == hi {
+                    at(*lo)
+                } else {
+                    Some(format!(
+                        "[{}..{}]",
+                        at(*lo).unwrap_or_default(),
+                        at(*hi).unwrap_or_default()
+                    ))
+                }
+            })
+            .collect();
+        for &row in &partition.rows {
+            for (&c, label) in qi_cols.iter().zip(&labels) {
+                table[row as usize][c] = label.clone();
+            }
+        }
+    }
+    let suppressed: std::collections::HashSet<u32> = result.suppressed.iter().copied().collect();
+    let mut i = 0u32;
+    table.retain(|_| {
+        let keep = !suppressed.contains(&i);
+        i += 1;
+        keep
+    });
+    Ok(result.report)
+}
+
+fn write_rows(
+    path: &Path,
+    format: Format,
+    names: &[String],
+    table: &[Vec<Option<String>>],
+) -> Result<(), ExportError> {
+    let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    let result: std::io::Result<()> = (|| {
+        match format {
+            Format::Csv => {
+                writeln!(
+                    w,
+                    "{}",
+                    names
+                        .iter()
+                        .map(|n| csv_field(n))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )?;
+                for row in table {
+                    let line: Vec<String> = row
+                        .iter()
+                        .map(|v| v.as_deref().map(csv_field).unwrap_or_default())
+                        .collect();
+                    writeln!(w, "{}", line.join(","))?;
+                }
+            }
+            Format::Jsonl => {
+                for row in table {
+                    let object: serde_json::Map<String, Json> = names
+                        .iter()
+                        .zip(row)
+                        .map(|(n, v)| (n.clone(), v.clone().map_or(Json::Null, Json::String)))
+                        .collect();
+                    writeln!(w, "{}", Json::Object(object))?;
+                }
+            }
+        }
+        w.flush()?;
+        w.get_ref().sync_all()
+    })();
+    result.map_err(|e| io(path, e))
+}
+
+/// RFC 4180 quoting, and a leading `'` before `=`, `+`, `-`, `@` so a
+/// spreadsheet never runs a value as a formula.
+fn csv_field(value: &str) -> String {
+    let guarded = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+fn summary(report: &ExportReport) -> String {
+    let mut s = format!(
+        "Dataset {} for {} ({}): {} of {} rows written to {}.\n",
+        report.dataset,
+        report.principal,
+        report.purpose,
+        report.rows_written,
+        report.rows_read,
+        report.file
+    );
+    for (column, transform) in &report.columns {
+        s.push_str(&format!("  {column}: {transform}\n"));
+    }
+    if let Some(k) = &report.k_anonymity {
+        s.push_str(&format!(
+            "k-anonymity: k = {} requested, {} achieved; {} rows suppressed; {} classes; NCP {:.4}; discernibility {}.\n",
+            k.k_requested, k.k_achieved, k.rows_suppressed, k.classes, k.ncp, k.discernibility
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transforms_parse_and_unknown_ones_are_refused() {
+        assert_eq!(
+            Transform::parse("age_band:5").unwrap(),
+            Transform::AgeBand(5)
+        );
+        assert_eq!(Transform::parse("zip:3").unwrap(), Transform::Zip(3));
+        assert!(Transform::parse("zip").is_err());
+        assert!(Transform::parse("range:-1").is_err());
+        assert!(Transform::parse("hash")
+            .unwrap_err()
+            .contains("unknown transform"));
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("-12"), "-12");
+    }
+
+    #[test]
+    fn every_column_needs_a_transform_and_k_holds_on_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: DatasetSpec = toml::from_str(
+            r#"
+name = "t"
+source = "SELECT ..."
+[columns]
+id = "pseudonym"
+age = "range:10"
+zip = "zip:3"
+secret = "drop"
+[k_anonymity]
+quasi_identifiers = ["age", "zip"]
+k = 3
+"#,
+        )
+        .unwrap();
+        let names: Vec<String> = ["id", "age", "zip", "secret"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let rows: Vec<Vec<Json>> = (0..40)
+            .map(|i| {
+                vec![
+                    Json::from(i),
+                    Json::from(20 + (i * 7) % 50),
+                    Json::from(format!("{}", 10000 + (i * 131) % 900)),
+                    Json::from("s3cret"),
+                ]
+            })
+            .collect();
+        let keys = ExportKeys {
+            pseudonym_secret: &[1; 32],
+            today: Date::parse("2026-11-26").unwrap(),
+        };
+        let report = write_dataset(&spec, "ml-team", &names, &rows, &keys, dir.path()).unwrap();
+        let k = report.k_anonymity.unwrap();
+        assert!(k.k_achieved >= 3);
+        let text = std::fs::read_to_string(dir.path().join("t.csv")).unwrap();
+        assert!(!text.contains("s3cret"));
+        let mut classes: HashMap<String, usize> = HashMap::new();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            *classes
+                .entry(format!("{}|{}", fields[1], fields[2]))
+                .or_default() += 1;
+        }
+        assert!(classes.values().all(|n| *n >= 3), "{classes:?}");
+        // A column without a transform stops the export.
+        let mut names2 = names.clone();
+        names2.push("extra".into());
+        let rows2: Vec<Vec<Json>> = rows
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.push(Json::from(1));
+                r
+            })
+            .collect();
+        assert!(matches!(
+            write_dataset(&spec, "ml-team", &names2, &rows2, &keys, dir.path()),
+            Err(ExportError::Column { .. })
+        ));
+    }
+}
