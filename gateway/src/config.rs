@@ -213,6 +213,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub backend: BackendConfig,
     pub policies_dir: PathBuf,
+    /// Dataset export specs (`NAME.toml`); default `DATA_DIR/datasets`.
+    pub datasets_dir: PathBuf,
     pub limits: Limits,
     pub principals: Vec<PrincipalConfig>,
     /// Keyed by (table, column), as written (lower-cased for SQLite lookups).
@@ -230,6 +232,7 @@ struct RawConfig {
     backend: Option<Spanned<String>>,
     schema: Option<Spanned<String>>,
     policies: Option<Spanned<String>>,
+    datasets: Option<Spanned<String>>,
     master_key_file: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
@@ -396,6 +399,10 @@ impl Config {
             Some(p) => base.join(p.get_ref()),
             None => data_dir.join("policies"),
         };
+        let datasets_dir = match &raw.datasets {
+            Some(p) => base.join(p.get_ref()),
+            None => data_dir.join("datasets"),
+        };
         let limits = parse_limits(&src, &raw.limits)?;
         let principals = parse_principals(&src, raw.principals)?;
         let mut classification = BTreeMap::new();
@@ -428,6 +435,7 @@ impl Config {
             data_dir,
             backend,
             policies_dir,
+            datasets_dir,
             limits,
             principals,
             classification,

@@ -188,6 +188,15 @@ pub fn bootstrap(data_dir: &Path, progress: bool) -> Result<Bootstrap, DemoError
         }
     }
 
+    let datasets = data_dir.join(crate::export::DATASETS_DIR);
+    if !datasets.exists() {
+        create_private_dir(&datasets).map_err(io(&datasets))?;
+        for (name, text) in crate::export::DEMO_SPECS {
+            let path = datasets.join(name);
+            write_atomically(&path, text.as_bytes(), 0o644).map_err(io(&path))?;
+        }
+    }
+
     let mut credentials = BTreeMap::new();
     for p in DEMO_PRINCIPALS {
         credentials.insert(p.name.to_string(), keys::generate_key()?);

@@ -20,6 +20,99 @@ use anonymizer::transforms::{self, BoundedNoise, DatasetPseudonymizer, Date, Tim
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+/// The directory of specs in a data dir, and where server-side exports go.
+pub const DATASETS_DIR: &str = "datasets";
+pub const EXPORTS_DIR: &str = "exports";
+
+/// The shipped specs, written into a new demo data dir.
+pub const DEMO_SPECS: &[(&str, &str)] = &[
+    (
+        "recommendations.toml",
+        include_str!("../../datasets/recommendations.toml"),
+    ),
+    (
+        "marketing.toml",
+        include_str!("../../datasets/marketing.toml"),
+    ),
+];
+
+/// Whether `name` can name a dataset (and a file): letters, digits, - and _.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Runs an export for `principal` inside the gateway: loads
+/// `datasets_dir/NAME.toml`, checks Cedar `export` on the dataset, runs the
+/// source query through the pipeline with the dataset in the Cedar
+/// context (filling `record` for the request's audit event), and writes the
+/// files into `out`.
+pub async fn run(
+    gateway: &crate::pipeline::Gateway,
+    principal: &crate::config::PrincipalConfig,
+    mut ctx: policies::RequestContext<'_>,
+    dataset: &str,
+    out: &Path,
+    record: &mut crate::audit::AccessRecord,
+) -> Result<ExportReport, crate::error::RequestError> {
+    use crate::error::{ErrorCode, RequestError};
+    if !valid_name(dataset) {
+        return Err(RequestError::new(
+            ErrorCode::BadRequest,
+            format!("`{dataset}` is not a dataset name (letters, digits, - and _)"),
+        ));
+    }
+    let path = gateway
+        .config()
+        .datasets_dir
+        .join(format!("{dataset}.toml"));
+    if !path.is_file() {
+        return Err(RequestError::new(
+            ErrorCode::NotFound,
+            format!("no dataset `{dataset}`: no spec {}", path.display()),
+        ));
+    }
+    let spec = DatasetSpec::load(&path)
+        .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+    if spec.purpose != ctx.purpose {
+        return Err(RequestError::new(
+            ErrorCode::PurposeDenied,
+            format!(
+                "the dataset {dataset} is exported for purpose `{}`, not `{}`",
+                spec.purpose, ctx.purpose
+            ),
+        ));
+    }
+    ctx.dataset = Some(&spec.name);
+    gateway.authorize_export(principal, ctx, &spec.name)?;
+    record.sql = Some(spec.source.clone());
+    let answer = gateway.query(principal, ctx, &spec.source, record).await?;
+    let names: Vec<String> = answer
+        .columns
+        .iter()
+        .map(|c| c.column.name.clone())
+        .collect();
+    let secret = gateway.token_key().to_bytes();
+    let keys = ExportKeys {
+        pseudonym_secret: &secret,
+        today: today(),
+    };
+    let report = write_dataset(
+        &spec,
+        &principal.spec.name,
+        &names,
+        &answer.rows,
+        &keys,
+        out,
+    )
+    .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+    record.rows = report.rows_written as u64;
+    Ok(report)
+}
+
 /// A dataset spec (`datasets/NAME.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,12 +179,7 @@ impl DatasetSpec {
         };
         let text = std::fs::read_to_string(path).map_err(|e| spec_error(e.to_string()))?;
         let spec: DatasetSpec = toml::from_str(&text).map_err(|e| spec_error(e.to_string()))?;
-        if spec.name.is_empty()
-            || !spec
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !valid_name(&spec.name) {
             return Err(spec_error(format!(
                 "`name = \"{}\"`: use letters, digits, - and _",
                 spec.name

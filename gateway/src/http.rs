@@ -182,10 +182,14 @@ async fn handle(
             );
             response
         }
-        (&Method::POST, path @ ("/v1/query" | "/v1/explain" | "/v1/admin/policies/reload")) => {
+        (
+            &Method::POST,
+            path @ ("/v1/query" | "/v1/explain" | "/v1/admin/policies/reload" | "/v1/exports"),
+        ) => {
             let endpoint = match path {
                 "/v1/query" => Endpoint::Query,
                 "/v1/explain" => Endpoint::Explain,
+                "/v1/exports" => Endpoint::Export,
                 _ => Endpoint::ReloadPolicies,
             };
             let started = Instant::now();
@@ -216,9 +220,27 @@ async fn handle(
             let (name, result) = audit_endpoint(state, &req, peer, &mut handled).await;
             finish(state, peer, &request_id, name, at, handled, result).await
         }
+        (&Method::GET, path) if path.starts_with(EXPORTS_PREFIX) => {
+            let at = Started {
+                instant: Instant::now(),
+                time_us: crate::audit::now_us(),
+            };
+            let mut handled = Handled::default();
+            let result = export_download(state, &req, &mut handled);
+            finish(
+                state,
+                peer,
+                &request_id,
+                "export_download",
+                at,
+                handled,
+                result,
+            )
+            .await
+        }
         (_, path) if path.starts_with(AUDIT_PREFIX) => method_not_allowed("GET", &request_id),
         (_, "/healthz" | "/metrics") => method_not_allowed("GET", &request_id),
-        (_, "/v1/query" | "/v1/explain" | "/v1/admin/policies/reload") => {
+        (_, "/v1/query" | "/v1/explain" | "/v1/admin/policies/reload" | "/v1/exports") => {
             method_not_allowed("POST", &request_id)
         }
         _ => error_response(
@@ -332,12 +354,62 @@ async fn audit_endpoint(
     (name, result)
 }
 
+/// `GET /v1/exports/{id}`: an export's report and its file, for the
+/// principal that made it.
+const EXPORTS_PREFIX: &str = "/v1/exports/";
+
+fn export_download(
+    state: &AppState,
+    req: &Request<Incoming>,
+    handled: &mut Handled,
+) -> Result<serde_json::Value, RequestError> {
+    let principal = authenticate(&state.gateway, req.headers())?;
+    handled.principal = Some(Arc::clone(&principal));
+    let id = req
+        .uri()
+        .path()
+        .strip_prefix(EXPORTS_PREFIX)
+        .unwrap_or_default();
+    let not_found = || RequestError::new(ErrorCode::NotFound, format!("no export `{id}`"));
+    if !crate::export::valid_name(id) {
+        return Err(not_found());
+    }
+    let dir = state
+        .gateway
+        .config()
+        .data_dir
+        .join(crate::export::EXPORTS_DIR)
+        .join(id);
+    let report: serde_json::Value = std::fs::read(dir.join("report.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(not_found)?;
+    // Only its maker may fetch it: other principals are told nothing more
+    // than that it does not exist.
+    if report["principal"].as_str() != Some(principal.spec.name.as_str()) {
+        return Err(not_found());
+    }
+    let file = report["file"].as_str().unwrap_or_default();
+    if !file
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        || file.starts_with('.')
+    {
+        return Err(not_found());
+    }
+    let content = std::fs::read_to_string(dir.join(file)).map_err(|_| not_found())?;
+    handled.record.rows = report["rows_written"].as_u64().unwrap_or(0);
+    Ok(json!({"export_id": id, "report": report, "content": content}))
+}
+
 /// The body of `POST /v1/query`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueryBody {
     sql: Option<String>,
     purpose: Option<String>,
+    /// `POST /v1/exports`: the dataset to export.
+    dataset: Option<String>,
 }
 
 /// The authenticated JSON endpoints.
@@ -346,6 +418,7 @@ enum Endpoint {
     Query,
     Explain,
     ReloadPolicies,
+    Export,
 }
 
 impl Endpoint {
@@ -355,6 +428,7 @@ impl Endpoint {
             Endpoint::Query => "query",
             Endpoint::Explain => "explain",
             Endpoint::ReloadPolicies => "policy_reload",
+            Endpoint::Export => "export",
         }
     }
 }
@@ -441,6 +515,37 @@ async fn run_query(
         return Ok(
             json!({"request_id": request_id, "reloaded": true, "policies": reloaded.policies, "warnings": reloaded.warnings}),
         );
+    }
+    if endpoint == Endpoint::Export {
+        let dataset = parsed.dataset.ok_or_else(|| {
+            bad(
+                "missing field `dataset`: send {\"dataset\": \"NAME\", \"purpose\": \"...\"}"
+                    .into(),
+            )
+        })?;
+        let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+        let out = state
+            .gateway
+            .config()
+            .data_dir
+            .join(crate::export::EXPORTS_DIR)
+            .join(request_id);
+        let report = crate::export::run(
+            &state.gateway,
+            principal,
+            ctx,
+            &dataset,
+            &out,
+            &mut handled.record,
+        )
+        .await?;
+        return Ok(json!({
+            "request_id": request_id,
+            "export_id": request_id,
+            "status": "done",
+            "report": report,
+            "download": format!("{EXPORTS_PREFIX}{request_id}"),
+        }));
     }
     let sql = parsed.sql.ok_or_else(|| {
         bad("missing field `sql`: send {\"sql\": \"SELECT ...\", \"purpose\": \"...\"}".into())

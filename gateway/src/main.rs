@@ -1006,7 +1006,7 @@ async fn export_dataset(sources: &Sources, spec_path: &Path, out: &Path, who: &s
     let log = match audit::AuditLog::open(&log_dir, audit::LogOptions::default()) {
         Ok(log) => log,
         Err(audit::LogError::Locked { .. }) => anyhow::bail!(
-            "the gateway is running and holds the audit log; an export must be audited, so stop the gateway and run it again"
+            "the gateway is running and holds the audit log; an export must be audited: ask the running gateway (POST /v1/exports with {{\"dataset\": \"NAME\", \"purpose\": \"...\"}}), or stop it and run this again"
         ),
         Err(e) => return Err(e).context("opening the audit log"),
     };

@@ -109,7 +109,74 @@ async fn shipped_specs(backend: Backend) {
     );
     secrets.extend(admin_rows("SELECT card_number FROM payments").await);
 
-    // While the gateway runs it holds the audit log: an export refuses.
+    // Through the running gateway: POST /v1/exports, then fetch it.
+    let ml_key = format!("Bearer {}", server.key("ml-team"));
+    let body = serde_json::json!({"dataset": "marketing", "purpose": "analytics"}).to_string();
+    let reply = server
+        .send(
+            "POST",
+            "/v1/exports",
+            &[("authorization", &ml_key)],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let made = reply.json();
+    assert!(
+        made["report"]["k_anonymity"]["k_achieved"]
+            .as_u64()
+            .expect("k")
+            >= 10
+    );
+    let download = made["download"].as_str().expect("download path").to_owned();
+    let fetched = server
+        .send("GET", &download, &[("authorization", &ml_key)], "")
+        .await;
+    assert_eq!(fetched.status, 200);
+    let content = fetched.json()["content"]
+        .as_str()
+        .expect("content")
+        .to_owned();
+    assert!(content.starts_with("customer,birth_date,"), "{content}");
+    for secret in &secrets {
+        assert!(!content.contains(secret.as_str()), "{secret} leaked");
+    }
+    // Another principal: told nothing about it, and may not export.
+    let other_key = format!("Bearer {}", server.key("marketing-service"));
+    let other = server
+        .send("GET", &download, &[("authorization", &other_key)], "")
+        .await;
+    assert_eq!(other.status, 404);
+    let denied = server
+        .send(
+            "POST",
+            "/v1/exports",
+            &[("authorization", &other_key)],
+            body,
+        )
+        .await;
+    assert_eq!(
+        denied.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&denied.body)
+    );
+    let traversal = server
+        .send(
+            "GET",
+            "/v1/exports/..%2F..%2Fprivet.toml",
+            &[("authorization", &ml_key)],
+            "",
+        )
+        .await;
+    assert_eq!(traversal.status, 404);
+
+    // While the gateway runs it holds the audit log: the CLI refuses.
     let out = tempfile::tempdir().expect("out dir");
     let refused = export(&server, "marketing", "ml-team", out.path());
     assert!(!refused.status.success());
