@@ -36,6 +36,25 @@ pub const DEMO_SPECS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The most rows an export reads (held in memory for k-anonymity).
+pub const MAX_EXPORT_ROWS: usize = 2_000_000;
+
+/// An export is all the source's rows or nothing: a truncated read is an
+/// error, never a silently partial dataset.
+pub fn check_complete(
+    answer: &crate::pipeline::QueryResult,
+) -> Result<(), crate::error::RequestError> {
+    if answer.truncated {
+        return Err(crate::error::RequestError::new(
+            crate::error::ErrorCode::BadRequest,
+            format!(
+                "the source query returns more than {MAX_EXPORT_ROWS} rows, the most an export reads; narrow it (or split the dataset)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `name` can name a dataset (and a file): letters, digits, - and _.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -89,7 +108,10 @@ pub async fn run(
     ctx.dataset = Some(&spec.name);
     gateway.authorize_export(principal, ctx, &spec.name)?;
     record.sql = Some(spec.source.clone());
-    let answer = gateway.query(principal, ctx, &spec.source, record).await?;
+    let answer = gateway
+        .query_up_to(principal, ctx, &spec.source, record, MAX_EXPORT_ROWS)
+        .await?;
+    check_complete(&answer)?;
     let names: Vec<String> = answer
         .columns
         .iter()
@@ -129,6 +151,29 @@ pub struct DatasetSpec {
     /// Output column (as the source query names it) → transform.
     pub columns: BTreeMap<String, String>,
     pub k_anonymity: Option<KSpec>,
+    /// A utility check computed on the raw and on the anonymized rows, so
+    /// the report shows what privacy cost.
+    pub utility: Option<UtilitySpec>,
+}
+
+/// Which utility check, over which output columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum UtilitySpec {
+    /// An item-to-item co-occurrence recommender trained on all but each
+    /// user's last interaction; hit-rate@10 on those held-out ones.
+    ItemCooccurrence {
+        user: String,
+        item: String,
+        time: String,
+    },
+    /// Customers in the same recency/frequency/monetary segment (tertiles
+    /// of the raw values) before and after anonymization.
+    Rfm {
+        recency: String,
+        frequency: String,
+        monetary: String,
+    },
 }
 
 fn default_purpose() -> String {
@@ -292,6 +337,7 @@ pub struct ExportReport {
     pub rows_written: usize,
     pub columns: Vec<(String, String)>,
     pub k_anonymity: Option<KReport>,
+    pub utility: Option<Json>,
 }
 
 /// [`kanon::KanonReport`], for `report.json`.
@@ -420,10 +466,34 @@ pub fn write_dataset(
         table.push(out_row);
     }
     let out_names: Vec<String> = kept.iter().map(|&i| names[i].clone()).collect();
+    // Which source row each output row came from (suppression removes some).
+    let mut source_rows: Vec<usize> = (0..table.len()).collect();
     let k_report = match &spec.k_anonymity {
-        Some(k) => Some(KReport::from(k_anonymize(k, &out_names, &mut table)?)),
+        Some(k) => Some(KReport::from(k_anonymize(
+            k,
+            &out_names,
+            &mut table,
+            &mut source_rows,
+        )?)),
         None => None,
     };
+    let utility = spec.utility.as_ref().map(|u| {
+        let raw = |name: &str| -> Vec<Option<String>> {
+            let at = names.iter().position(|n| n == name);
+            source_rows
+                .iter()
+                .map(|&r| at.and_then(|i| json_text(&rows[r][i])))
+                .collect()
+        };
+        let anonymized = |name: &str| -> Vec<Option<String>> {
+            let at = out_names.iter().position(|n| n == name);
+            table
+                .iter()
+                .map(|row| at.and_then(|i| row[i].clone()))
+                .collect()
+        };
+        utility_check(u, &raw, &anonymized)
+    });
 
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let file_name = format!(
@@ -449,6 +519,7 @@ pub fn write_dataset(
             .map(|n| (n.clone(), spec.columns.get(n).cloned().unwrap_or_default()))
             .collect(),
         k_anonymity: k_report,
+        utility,
     };
     let report_path = out.join("report.json");
     let json = serde_json::to_vec_pretty(&report).map_err(|e| io(&report_path, e.into()))?;
@@ -472,6 +543,7 @@ fn k_anonymize(
     spec: &KSpec,
     names: &[String],
     table: &mut Vec<Vec<Option<String>>>,
+    source_rows: &mut Vec<usize>,
 ) -> Result<kanon::KanonReport, ExportError> {
     let index = |name: &str| names.iter().position(|n| n == name);
     let qi_cols: Vec<usize> = spec
@@ -550,7 +622,186 @@ fn k_anonymize(
         i += 1;
         keep
     });
+    let mut i = 0u32;
+    source_rows.retain(|_| {
+        let keep = !suppressed.contains(&i);
+        i += 1;
+        keep
+    });
     Ok(result.report)
+}
+
+/// A JSON cell as text (`None` for NULL).
+fn json_text(value: &Json) -> Option<String> {
+    match value {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Runs a utility check on the raw and the anonymized columns.
+fn utility_check(
+    spec: &UtilitySpec,
+    raw: &dyn Fn(&str) -> Vec<Option<String>>,
+    anonymized: &dyn Fn(&str) -> Vec<Option<String>>,
+) -> Json {
+    match spec {
+        UtilitySpec::ItemCooccurrence { user, item, time } => {
+            let (raw_rate, users) = hit_rate_at_10(&raw(user), &raw(item), &raw(time));
+            let (anon_rate, _) =
+                hit_rate_at_10(&anonymized(user), &anonymized(item), &anonymized(time));
+            serde_json::json!({
+                "check": "item-to-item co-occurrence recommender, last interaction of each user held out",
+                "users_evaluated": users,
+                "hit_rate_at_10_raw": raw_rate,
+                "hit_rate_at_10_anonymized": anon_rate,
+            })
+        }
+        UtilitySpec::Rfm {
+            recency,
+            frequency,
+            monetary,
+        } => {
+            let (same, total) = rfm_agreement(
+                [&raw(recency), &raw(frequency), &raw(monetary)],
+                [
+                    &anonymized(recency),
+                    &anonymized(frequency),
+                    &anonymized(monetary),
+                ],
+            );
+            serde_json::json!({
+                "check": "RFM segment (tertiles of the raw recency, frequency, monetary value) raw vs anonymized",
+                "customers": total,
+                "same_segment": same,
+                "same_segment_fraction": if total == 0 { 0.0 } else { same as f64 / total as f64 },
+            })
+        }
+    }
+}
+
+/// Hit-rate@10 of an item co-occurrence recommender: for each user with at
+/// least two interactions the latest (by `time`, ties by row order) is held
+/// out; item pairs co-occurring in the remaining histories are counted;
+/// a user's top 10 items by summed co-occurrence with their history are
+/// recommended. Returns (rate, users evaluated).
+fn hit_rate_at_10(
+    users: &[Option<String>],
+    items: &[Option<String>],
+    times: &[Option<String>],
+) -> (f64, usize) {
+    let mut histories: HashMap<&str, Vec<(&str, usize, &str)>> = HashMap::new();
+    for (row, ((u, i), t)) in users.iter().zip(items).zip(times).enumerate() {
+        if let (Some(u), Some(i)) = (u, i) {
+            histories.entry(u.as_str()).or_default().push((
+                t.as_deref().unwrap_or(""),
+                row,
+                i.as_str(),
+            ));
+        }
+    }
+    let mut held_out: Vec<(&str, &str)> = Vec::new();
+    let mut training: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (user, mut history) in histories {
+        history.sort();
+        if history.len() >= 2 {
+            if let Some((_, _, last)) = history.pop() {
+                held_out.push((user, last));
+            }
+        }
+        let mut items: Vec<&str> = history.iter().map(|(_, _, i)| *i).collect();
+        items.sort_unstable();
+        items.dedup();
+        training.insert(user, items);
+    }
+    let mut co: HashMap<&str, HashMap<&str, u32>> = HashMap::new();
+    for items in training.values() {
+        for a in items {
+            for b in items {
+                if a != b {
+                    *co.entry(a).or_default().entry(b).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut hits = 0usize;
+    for (user, target) in &held_out {
+        let mut scores: HashMap<&str, u32> = HashMap::new();
+        for a in training.get(user).map(Vec::as_slice).unwrap_or(&[]) {
+            for (b, n) in co.get(a).into_iter().flatten() {
+                *scores.entry(b).or_default() += n;
+            }
+        }
+        let mut ranked: Vec<(&str, u32)> = scores.into_iter().collect();
+        ranked.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+        if ranked.iter().take(10).any(|(i, _)| i == target) {
+            hits += 1;
+        }
+    }
+    let n = held_out.len();
+    (if n == 0 { 0.0 } else { hits as f64 / n as f64 }, n)
+}
+
+/// A value as a number for ordering: a number, the midpoint of a `lo-hi`
+/// range, or (for dates and months) the digits of `YYYY-MM[-DD]` as
+/// YYYYMM.DD.
+fn ordinal(value: &str) -> Option<f64> {
+    if let Ok(v) = value.parse::<f64>() {
+        return Some(v);
+    }
+    if let Some((lo, hi)) = value.split_once('-').filter(|(lo, _)| !lo.is_empty()) {
+        // `2025-06` splits like a range too: a range ends above its start.
+        if let (Ok(lo), Ok(hi)) = (lo.parse::<f64>(), hi.parse::<f64>()) {
+            if hi >= lo {
+                return Some((lo + hi) / 2.0);
+            }
+        }
+    }
+    let date = value.get(..7)?;
+    let year: f64 = date.get(..4)?.parse().ok()?;
+    let month: f64 = date.get(5..7)?.parse().ok()?;
+    let day: f64 = value
+        .get(8..10)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(15.0);
+    Some(year * 100.0 + month + day / 100.0)
+}
+
+/// How many rows fall in the same (R, F, M) tertile segment raw and
+/// anonymized; tertile bounds come from the raw values.
+fn rfm_agreement(
+    raw: [&Vec<Option<String>>; 3],
+    anonymized: [&Vec<Option<String>>; 3],
+) -> (usize, usize) {
+    let bounds: Vec<(f64, f64)> = raw
+        .iter()
+        .map(|column| {
+            let mut v: Vec<f64> = column.iter().flatten().filter_map(|s| ordinal(s)).collect();
+            v.sort_by(f64::total_cmp);
+            let at = |q: usize| v.get(v.len() * q / 3).copied().unwrap_or(0.0);
+            (at(1), at(2))
+        })
+        .collect();
+    let segment = |columns: [&Vec<Option<String>>; 3], row: usize| -> Vec<u8> {
+        columns
+            .iter()
+            .zip(&bounds)
+            .map(
+                |(c, (t1, t2))| match c.get(row).cloned().flatten().and_then(|s| ordinal(&s)) {
+                    None => 0,
+                    Some(v) if v < *t1 => 1,
+                    Some(v) if v < *t2 => 2,
+                    Some(_) => 3,
+                },
+            )
+            .collect()
+    };
+    let n = raw[0].len().min(anonymized[0].len());
+    let same = (0..n)
+        .filter(|&r| segment(raw, r) == segment(anonymized, r))
+        .count();
+    (same, n)
 }
 
 fn write_rows(
@@ -651,6 +902,74 @@ mod tests {
         assert!(Transform::parse("hash")
             .unwrap_err()
             .contains("unknown transform"));
+    }
+
+    #[test]
+    fn the_recommender_check_counts_held_out_hits() {
+        let s = |v: &str| Some(v.to_owned());
+        // u1 and u2: a, b, then c (held out); u3: a, then b (held out).
+        // Training histories [a, b], [a, b], [a] give co(a, b) = 2, so u3
+        // gets b recommended (a hit); u1 and u2 get a and b, never c.
+        let users = [
+            s("u1"),
+            s("u1"),
+            s("u1"),
+            s("u2"),
+            s("u2"),
+            s("u2"),
+            s("u3"),
+            s("u3"),
+        ];
+        let items = [
+            s("a"),
+            s("b"),
+            s("c"),
+            s("a"),
+            s("b"),
+            s("c"),
+            s("a"),
+            s("b"),
+        ];
+        let times = [
+            s("1"),
+            s("2"),
+            s("3"),
+            s("1"),
+            s("2"),
+            s("3"),
+            s("1"),
+            s("2"),
+        ];
+        let (rate, n) = hit_rate_at_10(&users, &items, &times);
+        assert_eq!(n, 3);
+        assert!((rate - 1.0 / 3.0).abs() < 1e-9, "{rate}");
+        // Other times change what is held out: u1 and u2 hold out b
+        // (training [a, c]), u3 holds out a (training [b], no pairs); b
+        // co-occurs with nothing in training: no hits at all.
+        let times = [
+            s("1"),
+            s("3"),
+            s("2"),
+            s("1"),
+            s("3"),
+            s("2"),
+            s("2"),
+            s("1"),
+        ];
+        assert_eq!(hit_rate_at_10(&users, &items, &times), (0.0, 3));
+    }
+
+    #[test]
+    fn rfm_agreement_compares_segments_of_generalized_values() {
+        let col = |v: &[&str]| v.iter().map(|x| Some(x.to_string())).collect::<Vec<_>>();
+        let r = col(&["2025-01-10", "2025-06-10", "2025-11-10"]);
+        let f = col(&["1", "5", "9"]);
+        let m = col(&["1000", "50000", "90000"]);
+        let ar = col(&["2025-01", "2025-06", "2025-11"]);
+        let am = col(&["0-4999", "50000-54999", "90000-94999"]);
+        assert_eq!(rfm_agreement([&r, &f, &m], [&ar, &f, &am]), (3, 3));
+        let shifted = col(&["2025-11", "2025-06", "2025-01"]);
+        assert_eq!(rfm_agreement([&r, &f, &m], [&shifted, &f, &am]), (1, 3));
     }
 
     #[test]

@@ -1025,11 +1025,16 @@ async fn export_dataset(sources: &Sources, spec_path: &Path, out: &Path, who: &s
         ..gateway::audit::AccessRecord::default()
     };
     let result = match gateway.authorize_export(&principal, ctx, &spec.name) {
-        Ok(()) => {
-            gateway
-                .query(&principal, ctx, &spec.source, &mut record)
-                .await
-        }
+        Ok(()) => gateway
+            .query_up_to(
+                &principal,
+                ctx,
+                &spec.source,
+                &mut record,
+                gateway::export::MAX_EXPORT_ROWS,
+            )
+            .await
+            .and_then(|answer| gateway::export::check_complete(&answer).map(|()| answer)),
         Err(e) => {
             record.refused(&e);
             Err(e)

@@ -411,10 +411,30 @@ impl Gateway {
         sql_text: &str,
         record: &mut crate::audit::AccessRecord,
     ) -> Result<QueryResult, RequestError> {
+        self.query_up_to(
+            principal,
+            ctx,
+            sql_text,
+            record,
+            self.config.limits.max_rows,
+        )
+        .await
+    }
+
+    /// [`Gateway::query`] returning at most `max_rows` rows (exports read
+    /// more than a request may).
+    pub async fn query_up_to(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        sql_text: &str,
+        record: &mut crate::audit::AccessRecord,
+        max_rows: usize,
+    ) -> Result<QueryResult, RequestError> {
         let result = if crate::write::is_write(sql_text) {
             self.run_write(principal, ctx, sql_text, record).await
         } else {
-            self.run(principal, ctx, sql_text, record).await
+            self.run(principal, ctx, sql_text, record, max_rows).await
         };
         if let Err(e) = &result {
             record.refused(e);
@@ -624,12 +644,13 @@ impl Gateway {
         ctx: RequestContext<'_>,
         sql_text: &str,
         record: &mut crate::audit::AccessRecord,
+        max_rows: usize,
     ) -> Result<QueryResult, RequestError> {
         let analyzed = self.analyze(principal, ctx, sql_text)?;
         record.resolved(&analyzed.resolved, self.catalog.name_rule());
         record.fingerprint = analyzed.fingerprint(sql_text, self.backend.dialect(), &self.catalog);
         let limits = QueryLimits {
-            max_rows: self.config.limits.max_rows,
+            max_rows,
             timeout: self.config.limits.statement_timeout,
         };
         let resolved = &analyzed.resolved;

@@ -225,6 +225,10 @@ async fn shipped_specs(backend: Backend) {
             .expect("report JSON");
     assert!(report["k_anonymity"]["k_achieved"].as_u64().expect("k") >= 10);
     assert_eq!(report["rows_written"].as_u64(), Some(rows.len() as u64));
+    let same = report["utility"]["same_segment_fraction"]
+        .as_f64()
+        .expect("RFM check");
+    assert!((0.5..=1.0).contains(&same), "{}", report["utility"]);
     assert!(marketing.join("summary.txt").exists());
 
     // Recommendations: pseudonymous users, hours, no other columns.
@@ -239,6 +243,18 @@ async fn shipped_specs(backend: Backend) {
     assert_eq!(header, ["user_id", "product_id", "kind", "ts"]);
     assert!(interactions.iter().all(|r| r[3].ends_with(":00:00Z")));
     assert!(interactions.iter().any(|r| r[2] == "purchase"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(recs.join("report.json")).expect("report"))
+            .expect("report JSON");
+    let utility = &report["utility"];
+    assert!(
+        utility["users_evaluated"].as_u64().expect("users") > 10,
+        "{utility}"
+    );
+    for key in ["hit_rate_at_10_raw", "hit_rate_at_10_anonymized"] {
+        let rate = utility[key].as_f64().expect("rate");
+        assert!((0.0..=1.0).contains(&rate), "{utility}");
+    }
 
     // Pseudonyms: stable within a dataset (a second run gives the same
     // tokens), unlinkable across datasets.
