@@ -72,7 +72,7 @@ pub fn valid_name(name: &str) -> bool {
 pub async fn run(
     gateway: &crate::pipeline::Gateway,
     principal: &crate::config::PrincipalConfig,
-    mut ctx: policies::RequestContext<'_>,
+    ctx: policies::RequestContext<'_>,
     dataset: &str,
     out: &Path,
     record: &mut crate::audit::AccessRecord,
@@ -96,18 +96,40 @@ pub async fn run(
     }
     let spec = DatasetSpec::load(&path)
         .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+    run_spec(gateway, principal, ctx, &spec, out, record).await
+}
+
+/// Runs the export of `spec` for `principal` (purpose from `ctx`, which
+/// must be the spec's): Cedar `export` on the dataset, the source through
+/// the pipeline with the dataset in the Cedar context (filling `record`
+/// for the audit event), the files into `out`. Shared by `privet export`
+/// and `POST /v1/exports`.
+pub async fn run_spec(
+    gateway: &crate::pipeline::Gateway,
+    principal: &crate::config::PrincipalConfig,
+    mut ctx: policies::RequestContext<'_>,
+    spec: &DatasetSpec,
+    out: &Path,
+    record: &mut crate::audit::AccessRecord,
+) -> Result<ExportReport, crate::error::RequestError> {
+    use crate::error::{ErrorCode, RequestError};
+    record.sql = Some(spec.source.clone());
     if spec.purpose != ctx.purpose {
-        return Err(RequestError::new(
+        let e = RequestError::new(
             ErrorCode::PurposeDenied,
             format!(
-                "the dataset {dataset} is exported for purpose `{}`, not `{}`",
-                spec.purpose, ctx.purpose
+                "the dataset {} is exported for purpose `{}`, not `{}`",
+                spec.name, spec.purpose, ctx.purpose
             ),
-        ));
+        );
+        record.refused(&e);
+        return Err(e);
     }
     ctx.dataset = Some(&spec.name);
-    gateway.authorize_export(principal, ctx, &spec.name)?;
-    record.sql = Some(spec.source.clone());
+    if let Err(e) = gateway.authorize_export(principal, ctx, &spec.name) {
+        record.refused(&e);
+        return Err(e);
+    }
     let answer = gateway
         .query_up_to(principal, ctx, &spec.source, record, MAX_EXPORT_ROWS)
         .await?;
@@ -122,15 +144,8 @@ pub async fn run(
         pseudonym_secret: &secret,
         today: today(),
     };
-    let report = write_dataset(
-        &spec,
-        &principal.spec.name,
-        &names,
-        &answer.rows,
-        &keys,
-        out,
-    )
-    .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+    let report = write_dataset(spec, &principal.spec.name, &names, &answer.rows, &keys, out)
+        .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
     record.rows = report.rows_written as u64;
     Ok(report)
 }

@@ -1017,53 +1017,11 @@ async fn export_dataset(sources: &Sources, spec_path: &Path, out: &Path, who: &s
         .principal(who)
         .with_context(|| format!("no principal `{who}` in the config"))?;
     let started = std::time::Instant::now();
-    let mut ctx =
+    let ctx =
         gateway::pipeline::request_context(&spec.purpose, std::net::Ipv4Addr::LOCALHOST.into());
-    ctx.dataset = Some(&spec.name);
-    let mut record = gateway::audit::AccessRecord {
-        sql: Some(spec.source.clone()),
-        ..gateway::audit::AccessRecord::default()
-    };
-    let result = match gateway.authorize_export(&principal, ctx, &spec.name) {
-        Ok(()) => gateway
-            .query_up_to(
-                &principal,
-                ctx,
-                &spec.source,
-                &mut record,
-                gateway::export::MAX_EXPORT_ROWS,
-            )
-            .await
-            .and_then(|answer| gateway::export::check_complete(&answer).map(|()| answer)),
-        Err(e) => {
-            record.refused(&e);
-            Err(e)
-        }
-    };
-    let today = gateway::export::today();
-    let written = match &result {
-        Ok(answer) => {
-            let names: Vec<String> = answer
-                .columns
-                .iter()
-                .map(|c| c.column.name.clone())
-                .collect();
-            let secret = gateway.token_key().to_bytes();
-            gateway::export::write_dataset(
-                &spec,
-                who,
-                &names,
-                &answer.rows,
-                &gateway::export::ExportKeys {
-                    pseudonym_secret: &secret,
-                    today,
-                },
-                out,
-            )
-            .map_err(anyhow::Error::from)
-        }
-        Err(e) => Err(anyhow::anyhow!("{} ({})", e.message, e.code.as_str())),
-    };
+    let mut record = gateway::audit::AccessRecord::default();
+    let result =
+        gateway::export::run_spec(&gateway, &principal, ctx, &spec, out, &mut record).await;
     let request_id = format!("export-{}", gateway::audit::now_us());
     let facts = gateway::audit::RequestFacts {
         time_us: gateway::audit::now_us(),
@@ -1074,9 +1032,6 @@ async fn export_dataset(sources: &Sources, spec_path: &Path, out: &Path, who: &s
         endpoint: "export",
         started,
     };
-    if let Ok(report) = &written {
-        record.rows = report.rows_written as u64;
-    }
     let event = gateway::audit::event(
         &facts,
         record,
@@ -1088,7 +1043,7 @@ async fn export_dataset(sources: &Sources, spec_path: &Path, out: &Path, who: &s
         .append(event)
         .await
         .context("recording the export in the audit log (the export is void without it)")?;
-    let report = written?;
+    let report = result.map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code.as_str()))?;
     println!(
         "{}: {} of {} rows written to {} (audit event {seq})",
         report.dataset,
