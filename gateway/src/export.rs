@@ -96,7 +96,7 @@ pub async fn run(
     }
     let spec = DatasetSpec::load(&path)
         .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
-    run_spec(gateway, principal, ctx, &spec, out, record).await
+    run_spec(gateway, principal, ctx, &spec, out, record, false).await
 }
 
 /// Runs the export of `spec` for `principal` (purpose from `ctx`, which
@@ -111,6 +111,7 @@ pub async fn run_spec(
     spec: &DatasetSpec,
     out: &Path,
     record: &mut crate::audit::AccessRecord,
+    progress: bool,
 ) -> Result<ExportReport, crate::error::RequestError> {
     use crate::error::{ErrorCode, RequestError};
     record.sql = Some(spec.source.clone());
@@ -143,6 +144,7 @@ pub async fn run_spec(
     let keys = ExportKeys {
         pseudonym_secret: &secret,
         today: today(),
+        progress,
     };
     let report = write_dataset(spec, &principal.spec.name, &names, &answer.rows, &keys, out)
         .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
@@ -338,6 +340,8 @@ pub struct ExportKeys<'a> {
     pub pseudonym_secret: &'a [u8; 32],
     /// "Today", for age bands.
     pub today: Date,
+    /// Show a progress bar on the terminal (the CLI).
+    pub progress: bool,
 }
 
 /// The outcome of an export, as written to `report.json`.
@@ -431,7 +435,23 @@ pub fn write_dataset(
         .filter(|i| plan[*i] != Transform::Drop)
         .collect();
     let mut table: Vec<Vec<Option<String>>> = Vec::with_capacity(rows.len());
-    for row in rows {
+    let bar = if keys.progress {
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(format!("export {}", spec.name));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    for (n, row) in rows.iter().enumerate() {
+        // Per row would cost more than the transforms.
+        if n % 4096 == 0 {
+            bar.set_position(n as u64);
+        }
         let mut out_row = Vec::with_capacity(kept.len());
         for &i in &kept {
             let value = match row.get(i) {
@@ -480,6 +500,7 @@ pub fn write_dataset(
         }
         table.push(out_row);
     }
+    bar.finish_and_clear();
     let out_names: Vec<String> = kept.iter().map(|&i| names[i].clone()).collect();
     // Which source row each output row came from (suppression removes some).
     let mut source_rows: Vec<usize> = (0..table.len()).collect();
@@ -1030,6 +1051,7 @@ k = 3
         let keys = ExportKeys {
             pseudonym_secret: &[1; 32],
             today: Date::parse("2026-11-26").unwrap(),
+            progress: false,
         };
         let report = write_dataset(&spec, "ml-team", &names, &rows, &keys, dir.path()).unwrap();
         let k = report.k_anonymity.unwrap();

@@ -1021,7 +1021,7 @@ async fn export_dataset(sources: &Sources, spec_path: &Path, out: &Path, who: &s
         gateway::pipeline::request_context(&spec.purpose, std::net::Ipv4Addr::LOCALHOST.into());
     let mut record = gateway::audit::AccessRecord::default();
     let result =
-        gateway::export::run_spec(&gateway, &principal, ctx, &spec, out, &mut record).await;
+        gateway::export::run_spec(&gateway, &principal, ctx, &spec, out, &mut record, true).await;
     let request_id = format!("export-{}", gateway::audit::now_us());
     let facts = gateway::audit::RequestFacts {
         time_us: gateway::audit::now_us(),
