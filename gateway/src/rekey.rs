@@ -122,6 +122,28 @@ fn reencrypt(
     }
 }
 
+/// The report and progress bar of a run that found `total` values, of
+/// which `stale` are not at the current `version`.
+fn start(
+    target: &RewrapTarget,
+    opts: &RewrapOptions,
+    version: u32,
+    total: i64,
+    stale: i64,
+) -> (RewrapReport, ProgressBar) {
+    let report = RewrapReport {
+        table: target.table.clone(),
+        column: target.column.clone(),
+        version,
+        already_current: u64::try_from(total - stale).unwrap_or(0),
+        ..RewrapReport::default()
+    };
+    (
+        report,
+        bar(opts.progress, u64::try_from(stale).unwrap_or(0), target),
+    )
+}
+
 fn bar(enabled: bool, total: u64, target: &RewrapTarget) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
@@ -188,18 +210,7 @@ fn rewrap_sqlite(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(store_error)?;
-    let mut report = RewrapReport {
-        table: target.table.clone(),
-        column: target.column.clone(),
-        version,
-        already_current: u64::try_from(total - stale_count).unwrap_or(0),
-        ..RewrapReport::default()
-    };
-    let bar = bar(
-        opts.progress,
-        u64::try_from(stale_count).unwrap_or(0),
-        target,
-    );
+    let (mut report, bar) = start(target, opts, version, total, stale_count);
     let select = format!(
         "SELECT CAST({k} AS TEXT), {c} FROM {t} WHERE {stale} ORDER BY {k} LIMIT ?2 OFFSET ?3"
     );
@@ -291,18 +302,7 @@ async fn rewrap_postgres(
         .await
         .map_err(store_error)?;
     let (total, stale_count): (i64, i64) = (row.get(0), row.get(1));
-    let mut report = RewrapReport {
-        table: target.table.clone(),
-        column: target.column.clone(),
-        version,
-        already_current: u64::try_from(total - stale_count).unwrap_or(0),
-        ..RewrapReport::default()
-    };
-    let bar = bar(
-        opts.progress,
-        u64::try_from(stale_count).unwrap_or(0),
-        target,
-    );
+    let (mut report, bar) = start(target, opts, version, total, stale_count);
     let select = format!(
         "SELECT CAST({k} AS TEXT), {c} FROM {t} WHERE {stale} ORDER BY {k} LIMIT $2 OFFSET $3"
     );

@@ -200,6 +200,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The rows of a successful query answer (panics on anything else).
+    pub fn rows(&self) -> Vec<Vec<Value>> {
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+        self.json()["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r.as_array().expect("row").clone())
+            .collect()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
