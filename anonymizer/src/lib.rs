@@ -14,8 +14,12 @@
 //!   pseudonyms with a key per dataset.
 //! - [`dp`]: the discrete Laplace mechanism, sampled exactly from a CSPRNG
 //!   with integer arithmetic, and the per-consumer privacy budget ledger.
+//! - [`output`]: streaming dataset writers (CSV with formula-injection
+//!   guards, JSON Lines, SNAPPY Parquet) with typed columns, bounded
+//!   memory, and an atomic rename into place on finish.
 
 pub mod dp;
 pub mod kanon;
+pub mod output;
 pub mod scrub;
 pub mod transforms;

@@ -28,11 +28,11 @@ pub const EXPORTS_DIR: &str = "exports";
 pub const DEMO_SPECS: &[(&str, &str)] = &[
     (
         "recommendations.toml",
-        include_str!("../../datasets/recommendations.toml"),
+        include_str!("../../../datasets/recommendations.toml"),
     ),
     (
         "marketing.toml",
-        include_str!("../../datasets/marketing.toml"),
+        include_str!("../../../datasets/marketing.toml"),
     ),
 ];
 

@@ -1,0 +1,1 @@
+//! Anomaly detection: per-principal baselines and rules (being written).
