@@ -9,7 +9,7 @@
 //! * events carry no data values: SQL as a literal-free fingerprint, data
 //!   subjects by key only.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -141,9 +141,22 @@ impl AccessRecord {
     /// passed through a derived table), capped at [`audit::MAX_SUBJECTS`],
     /// and whether rows may hold subject data no key names.
     pub fn returned(&mut self, subjects: &SubjectColumns, rows: &[Vec<serde_json::Value>]) {
-        self.rows = rows.len() as u64;
-        self.subjects.unattributed = subjects.incomplete && !rows.is_empty();
-        let mut seen = BTreeSet::new();
+        self.rows = 0;
+        self.subjects.ids.clear();
+        self.subjects.truncated = false;
+        self.subjects.unattributed = false;
+        self.returned_more(subjects, rows);
+    }
+
+    /// Adds a further batch of a streamed result to what
+    /// [`AccessRecord::returned`] recorded.
+    pub fn returned_more(&mut self, subjects: &SubjectColumns, rows: &[Vec<serde_json::Value>]) {
+        self.rows += rows.len() as u64;
+        self.subjects.unattributed |= subjects.incomplete && !rows.is_empty();
+        if self.subjects.truncated || subjects.keys.is_empty() {
+            return;
+        }
+        let mut seen: HashSet<String> = self.subjects.ids.iter().cloned().collect();
         'rows: for row in rows {
             for (i, domain) in &subjects.keys {
                 let id = match row.get(*i) {

@@ -189,6 +189,9 @@ pub struct PrincipalConfig {
     pub spec: PrincipalSpec,
     pub purposes: BTreeSet<String>,
     pub api_key_sha256: KeyHash,
+    /// The ε budget for DP aggregates, in millionths
+    /// ([`anonymizer::dp::MICRO`]); `None` refuses every DP aggregate.
+    pub privacy_budget_micro: Option<u64>,
 }
 
 /// A column's classification as configured.
@@ -264,6 +267,9 @@ struct RawPrincipal {
     attributes: BTreeMap<String, String>,
     purposes: Spanned<Vec<String>>,
     api_key_sha256: Spanned<String>,
+    /// Total ε this principal may spend on differentially private
+    /// aggregates in exports (`"10"`, `"2.5"`); none: no DP aggregates.
+    privacy_budget: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -607,6 +613,18 @@ fn parse_principals(
                 ),
             ));
         }
+        let privacy_budget_micro = match &p.privacy_budget {
+            None => None,
+            Some(text) => Some(anonymizer::dp::parse_epsilon(text.get_ref()).map_err(|e| {
+                src.error(
+                    text,
+                    at("privacy_budget"),
+                    format!(
+                        "must be a positive ε with at most 6 decimals, like \"10\" or \"2.5\": {e}"
+                    ),
+                )
+            })?),
+        };
         principals.push(PrincipalConfig {
             spec: PrincipalSpec {
                 name: name.clone(),
@@ -616,6 +634,7 @@ fn parse_principals(
             },
             purposes: p.purposes.into_inner().into_iter().collect(),
             api_key_sha256: hash,
+            privacy_budget_micro,
         });
     }
     Ok(principals)

@@ -32,6 +32,8 @@ pub struct DemoPrincipal {
     /// A query its policies allow, shown with its key; `None` for principals
     /// that read no raw rows.
     pub example_sql: Option<&'static str>,
+    /// ε for differentially private aggregates in exports.
+    pub privacy_budget: Option<&'static str>,
 }
 
 pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
@@ -42,6 +44,7 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
         attributes: &[],
         purposes: &["recommendation"],
         example_sql: Some("SELECT product_id, kind, ts FROM events ORDER BY id LIMIT 3"),
+        privacy_budget: None,
     },
     DemoPrincipal {
         name: "marketing-service",
@@ -50,6 +53,7 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
         attributes: &[],
         purposes: &["marketing"],
         example_sql: Some("SELECT id, region, marketing_opt_in FROM customers ORDER BY id LIMIT 3"),
+        privacy_budget: None,
     },
     DemoPrincipal {
         name: "support-agent-eu",
@@ -58,6 +62,7 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
         attributes: &[("region", "EU")],
         purposes: &["support"],
         example_sql: Some("SELECT id, subject, status FROM support_tickets ORDER BY id LIMIT 3"),
+        privacy_budget: None,
     },
     DemoPrincipal {
         name: "orders-service",
@@ -66,6 +71,7 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
         attributes: &[],
         purposes: &["fulfilment"],
         example_sql: Some("SELECT id, status, total_cents FROM orders ORDER BY id LIMIT 3"),
+        privacy_budget: None,
     },
     DemoPrincipal {
         name: "compliance-officer",
@@ -74,6 +80,7 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
         attributes: &[],
         purposes: &["compliance"],
         example_sql: None,
+        privacy_budget: None,
     },
     DemoPrincipal {
         name: "ml-team",
@@ -82,6 +89,7 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
         attributes: &[],
         purposes: &["analytics"],
         example_sql: None,
+        privacy_budget: Some("10"),
     },
     DemoPrincipal {
         name: "admin",
@@ -90,6 +98,7 @@ pub const DEMO_PRINCIPALS: &[DemoPrincipal] = &[
         attributes: &[],
         purposes: &["admin"],
         example_sql: Some("SELECT count(*) AS payments FROM payments"),
+        privacy_budget: None,
     },
 ];
 
@@ -249,6 +258,9 @@ fn demo_config(credentials: &BTreeMap<String, String>) -> String {
             quoted(p.roles),
             quoted(p.purposes),
         );
+        if let Some(budget) = p.privacy_budget {
+            let _ = writeln!(out, "privacy_budget = \"{budget}\"");
+        }
         if !p.attributes.is_empty() {
             let _ = writeln!(out, "[principals.attributes]");
             for (k, v) in p.attributes {

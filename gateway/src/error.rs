@@ -35,6 +35,8 @@ pub enum ErrorCode {
     DecryptFailed,
     /// The keystore could not be read.
     KeysUnavailable,
+    /// A DP export would spend more ε than the principal has left.
+    PrivacyBudgetExhausted,
     Internal,
 }
 
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::KeysUnavailable => "keys_unavailable",
+            ErrorCode::PrivacyBudgetExhausted => "privacy_budget_exhausted",
             ErrorCode::Internal => "internal",
         }
     }
@@ -77,7 +80,10 @@ impl ErrorCode {
             | ErrorCode::FunctionNotAllowed
             | ErrorCode::QueryFailed => 400,
             ErrorCode::Unauthenticated => 401,
-            ErrorCode::PurposeDenied | ErrorCode::PolicyDenied | ErrorCode::BackendRefused => 403,
+            ErrorCode::PurposeDenied
+            | ErrorCode::PolicyDenied
+            | ErrorCode::BackendRefused
+            | ErrorCode::PrivacyBudgetExhausted => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
@@ -129,7 +130,7 @@ pub async fn serve(
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(handle(&state, peer, req).await) }
+            async move { Ok::<_, Infallible>(respond(&state, peer, req).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -150,6 +151,23 @@ pub async fn serve(
         () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// A response body: whole (JSON answers) or streamed (export downloads).
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Routes a request: export downloads stream a file; every other endpoint
+/// answers with a whole body.
+async fn respond(state: &AppState, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let download = req.method() == Method::GET
+        && req.uri().path().starts_with(EXPORTS_PREFIX)
+        && req.uri().path().ends_with(DOWNLOAD_SUFFIX);
+    if download {
+        return export_download(state, peer, req).await;
+    }
+    handle(state, peer, req)
+        .await
+        .map(|body| body.map_err(|never| match never {}).boxed())
 }
 
 async fn handle(
@@ -226,12 +244,12 @@ async fn handle(
                 time_us: crate::audit::now_us(),
             };
             let mut handled = Handled::default();
-            let result = export_download(state, &req, &mut handled);
+            let result = export_status(state, &req, &mut handled).map(|(_, status)| status);
             finish(
                 state,
                 peer,
                 &request_id,
-                "export_download",
+                "export_status",
                 at,
                 handled,
                 result,
@@ -269,6 +287,23 @@ async fn finish(
     handled: Handled,
     result: Result<serde_json::Value, RequestError>,
 ) -> Response<Full<Bytes>> {
+    match record(state, peer, request_id, endpoint, at, handled, result).await {
+        Ok(body) => json_response(StatusCode::OK, &body, request_id),
+        Err(e) => error_response(&e, request_id),
+    }
+}
+
+/// The audit, metrics and log of a finished request; the result stands
+/// only if its event is durable.
+async fn record(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &str,
+    endpoint: &'static str,
+    at: Started,
+    handled: Handled,
+    result: Result<serde_json::Value, RequestError>,
+) -> Result<serde_json::Value, RequestError> {
     let facts = RequestFacts {
         time_us: at.time_us,
         request_id,
@@ -302,10 +337,7 @@ async fn finish(
         endpoint,
         "request"
     );
-    match result {
-        Ok(body) => json_response(StatusCode::OK, &body, request_id),
-        Err(e) => error_response(&e, request_id),
-    }
+    result
 }
 
 /// The audit endpoints, all `GET`, all needing Cedar's `audit_read`.
@@ -354,22 +386,24 @@ async fn audit_endpoint(
     (name, result)
 }
 
-/// `GET /v1/exports/{id}`: an export's report and its file, for the
-/// principal that made it.
 const EXPORTS_PREFIX: &str = "/v1/exports/";
+const DOWNLOAD_SUFFIX: &str = "/download";
 
-fn export_download(
+/// `GET /v1/exports/{id}`: an export's status and report, for the
+/// principal that made it; also the path of its file, for the download.
+fn export_status(
     state: &AppState,
     req: &Request<Incoming>,
     handled: &mut Handled,
-) -> Result<serde_json::Value, RequestError> {
+) -> Result<(std::path::PathBuf, serde_json::Value), RequestError> {
     let principal = authenticate(&state.gateway, req.headers())?;
     handled.principal = Some(Arc::clone(&principal));
-    let id = req
+    let rest = req
         .uri()
         .path()
         .strip_prefix(EXPORTS_PREFIX)
         .unwrap_or_default();
+    let id = rest.strip_suffix(DOWNLOAD_SUFFIX).unwrap_or(rest);
     let not_found = || RequestError::new(ErrorCode::NotFound, format!("no export `{id}`"));
     if !crate::export::valid_name(id) {
         return Err(not_found());
@@ -384,7 +418,7 @@ fn export_download(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(not_found)?;
-    // Only its maker may fetch it: other principals are told nothing more
+    // Only its maker may see it: other principals are told nothing more
     // than that it does not exist.
     if report["principal"].as_str() != Some(principal.spec.name.as_str()) {
         return Err(not_found());
@@ -397,10 +431,112 @@ fn export_download(
     {
         return Err(not_found());
     }
-    let content = std::fs::read_to_string(dir.join(file)).map_err(|_| not_found())?;
+    let path = dir.join(file);
+    let bytes = std::fs::metadata(&path).map_err(|_| not_found())?.len();
     handled.record.rows = report["rows_written"].as_u64().unwrap_or(0);
-    Ok(json!({"export_id": id, "report": report, "content": content}))
+    let status = json!({
+        "export_id": id,
+        "status": "done",
+        "report": report,
+        "file": file,
+        "bytes": bytes,
+        "download": format!("{EXPORTS_PREFIX}{id}{DOWNLOAD_SUFFIX}"),
+    });
+    Ok((path, status))
 }
+
+/// `GET /v1/exports/{id}/download`: the export's file, streamed from disk
+/// in chunks (never read whole into memory), after its audit event is
+/// durable.
+async fn export_download(
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let request_id = state.request_ids.next();
+    let at = Started {
+        instant: Instant::now(),
+        time_us: crate::audit::now_us(),
+    };
+    let mut handled = Handled::default();
+    let found = export_status(state, &req, &mut handled).and_then(|(path, status)| {
+        let file = std::fs::File::open(&path).map_err(|e| {
+            RequestError::new(ErrorCode::Internal, format!("opening the export: {e}"))
+        })?;
+        Ok((file, status))
+    });
+    let audited = record(
+        state,
+        peer,
+        &request_id,
+        "export_download",
+        at,
+        handled,
+        found
+            .as_ref()
+            .map(|(_, status)| status.clone())
+            .map_err(Clone::clone),
+    )
+    .await;
+    let (file, status) = match (audited, found) {
+        (Ok(_), Ok(found)) => found,
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            return error_response(&e, &request_id)
+                .map(|b| b.map_err(|never| match never {}).boxed())
+        }
+    };
+    let name = status["file"].as_str().unwrap_or_default().to_owned();
+    let content_type = match name.rsplit('.').next() {
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("jsonl") => "application/x-ndjson",
+        Some("parquet") => "application/vnd.apache.parquet",
+        _ => "application/octet-stream",
+    };
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut file = file;
+        loop {
+            let mut chunk = vec![0u8; DOWNLOAD_CHUNK];
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx
+                        .blocking_send(Ok(hyper::body::Frame::data(Bytes::from(chunk))))
+                        .is_err()
+                    {
+                        break; // the client went away
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (frame, rx))
+    });
+    let mut response = Response::new(StreamBody::new(frames).boxed());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(bytes) = status["bytes"].as_u64() {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+    }
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+/// Bytes read per chunk of a download.
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 /// The body of `POST /v1/query`.
 #[derive(Deserialize)]
@@ -544,7 +680,8 @@ async fn run_query(
             "export_id": request_id,
             "status": "done",
             "report": report,
-            "download": format!("{EXPORTS_PREFIX}{request_id}"),
+            "status_url": format!("{EXPORTS_PREFIX}{request_id}"),
+            "download": format!("{EXPORTS_PREFIX}{request_id}{DOWNLOAD_SUFFIX}"),
         }));
     }
     let sql = parsed.sql.ok_or_else(|| {

@@ -303,15 +303,25 @@ pub fn apply(mask: Mask, value: &Json, domain: &str, key: &TokenKey) -> Json {
         Json::String(s) => Cow::Borrowed(s.as_str()),
         other => Cow::Owned(other.to_string()),
     };
-    Json::String(match mask {
-        Mask::Redact => "[redacted]".to_owned(),
-        Mask::Null => return Json::Null,
-        Mask::EmailPartial => email_partial(&text),
-        Mask::PhoneLast4 => format!("***{}", last_chars(&text, 4)),
-        Mask::CardLast4 => format!("**** **** **** {}", last_chars(&text, 4)),
-        Mask::YearOnly => first_chars(&text, 4).to_owned(),
-        Mask::Zip3 => format!("{}**", first_chars(&text, 3)),
-        Mask::Pseudonym => key.pseudonym(domain, text.as_bytes()),
+    match mask {
+        Mask::Pseudonym => Json::String(key.pseudonym(domain, text.as_bytes())),
+        other => apply_unkeyed(other, &text).map_or(Json::Null, Json::String),
+    }
+}
+
+/// The masks that need no key, on text (`None`: NULL). Also the export
+/// path's `mask:NAME` transforms, so a dataset masks exactly as a query
+/// does. [`Mask::Pseudonym`] is keyed: here it redacts, never passes the
+/// value through.
+pub fn apply_unkeyed(mask: Mask, text: &str) -> Option<String> {
+    Some(match mask {
+        Mask::Redact | Mask::Pseudonym => "[redacted]".to_owned(),
+        Mask::Null => return None,
+        Mask::EmailPartial => email_partial(text),
+        Mask::PhoneLast4 => format!("***{}", last_chars(text, 4)),
+        Mask::CardLast4 => format!("**** **** **** {}", last_chars(text, 4)),
+        Mask::YearOnly => first_chars(text, 4).to_owned(),
+        Mask::Zip3 => format!("{}**", first_chars(text, 3)),
     })
 }
 

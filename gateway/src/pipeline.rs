@@ -53,6 +53,63 @@ pub struct QueryResult {
     pub rows_affected: Option<u64>,
 }
 
+/// The rows of a governed read, a batch at a time (see
+/// [`Gateway::query_stream`]).
+pub struct GovernedStream {
+    /// The result's columns and their transforms (`shredded` is not known
+    /// until the end: see [`GovernedStream::shredded`]).
+    pub columns: Vec<ResultColumn>,
+    shredded: Vec<u64>,
+    analyzed: Arc<sql::AnalyzedQuery>,
+    rows: crate::backend::RowStream,
+}
+
+impl GovernedStream {
+    /// The next batch, rows handled as [`Gateway::query`] handles them and
+    /// added to `record`; `None` at the end. An error ends the stream and is
+    /// recorded as the request's refusal.
+    pub async fn next_batch(
+        &mut self,
+        gateway: &Gateway,
+        record: &mut crate::audit::AccessRecord,
+    ) -> Option<Result<Vec<Vec<serde_json::Value>>, RequestError>> {
+        let batch = match self.rows.next_batch().await? {
+            Ok(rows) => rows,
+            Err(e) => {
+                let e = RequestError::from(e);
+                record.refused(&e);
+                return Some(Err(e));
+            }
+        };
+        let mut rows = batch;
+        match gateway.finish_rows(&self.analyzed, &mut rows, record, false) {
+            Ok(shredded) => {
+                for (total, n) in self.shredded.iter_mut().zip(shredded) {
+                    *total += n;
+                }
+                Some(Ok(rows))
+            }
+            Err(e) => {
+                record.refused(&e);
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// More rows existed than the stream's `max_rows` (known at the end).
+    pub fn truncated(&self) -> bool {
+        self.rows.truncated()
+    }
+
+    /// Per column, how many values so far read as crypto-shredded.
+    pub fn shredded(&self) -> &[u64] {
+        &self.shredded
+    }
+}
+
+/// The privacy budget ledger, in the data dir.
+pub const PRIVACY_LEDGER: &str = "privacy-budget.tsv";
+
 /// Everything a request needs, built once at startup.
 pub struct Gateway {
     config: Config,
@@ -68,6 +125,9 @@ pub struct Gateway {
     token_key: Arc<vault::TokenKey>,
     /// The keystore snapshot encrypted columns are decrypted with.
     sealing: crate::sealing::Sealing,
+    /// One charge of the privacy budget ledger at a time (read, check,
+    /// write), so concurrent exports cannot both spend the last ε.
+    budget: std::sync::Mutex<()>,
 }
 
 /// The Cedar context of a request arriving now from `source`. The anomaly
@@ -208,6 +268,7 @@ impl Gateway {
             backend,
             token_key,
             sealing,
+            budget: std::sync::Mutex::new(()),
         })
     }
 
@@ -273,6 +334,37 @@ impl Gateway {
             Resource::Dataset(dataset),
             &format!("export the dataset {dataset}"),
         )
+    }
+
+    /// Charges `epsilon_micro` of ε to `principal`'s privacy budget (its
+    /// `privacy_budget`), recorded in `DATA_DIR/privacy-budget.tsv` before
+    /// this returns; refused when it would overspend or none is configured.
+    pub fn charge_privacy_budget(
+        &self,
+        principal: &PrincipalConfig,
+        epsilon_micro: u64,
+    ) -> Result<u64, RequestError> {
+        let name = &principal.spec.name;
+        let Some(limit) = principal.privacy_budget_micro else {
+            return Err(RequestError::new(
+                ErrorCode::PrivacyBudgetExhausted,
+                format!(
+                    "{name} has no privacy budget for differentially private aggregates; set `privacy_budget` in its [[principals]] entry"
+                ),
+            ));
+        };
+        let _one_at_a_time = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.config.data_dir.join(PRIVACY_LEDGER);
+        let mut ledger = anonymizer::dp::BudgetLedger::open(&path)
+            .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+        ledger
+            .charge(name, limit, epsilon_micro)
+            .map_err(|e| match e {
+                anonymizer::dp::DpError::BudgetExceeded { .. } => {
+                    RequestError::new(ErrorCode::PrivacyBudgetExhausted, e.to_string())
+                }
+                other => RequestError::new(ErrorCode::Internal, other.to_string()),
+            })
     }
 
     /// The pseudonym key, from which exports derive their per-dataset keys.
@@ -638,6 +730,97 @@ impl Gateway {
         })
     }
 
+    /// Analysis through to the statement for the backend (shared by
+    /// [`Gateway::query`] and [`Gateway::query_stream`]).
+    fn prepare(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        sql_text: &str,
+        record: &mut crate::audit::AccessRecord,
+        max_rows: usize,
+    ) -> Result<(Arc<sql::AnalyzedQuery>, BackendQuery), RequestError> {
+        let analyzed = self.analyze(principal, ctx, sql_text)?;
+        record.resolved(&analyzed.resolved, self.catalog.name_rule());
+        record.fingerprint = analyzed.fingerprint(sql_text, self.backend.dialect(), &self.catalog);
+        let resolved = &analyzed.resolved;
+        let query = BackendQuery {
+            sql: analyzed.sql.clone(),
+            params: resolved.params.clone(),
+            tables: resolved.backend_tables.clone(),
+            pseudonym_domains: resolved.pseudonym_domains(),
+            limits: QueryLimits {
+                max_rows,
+                timeout: self.config.limits.statement_timeout,
+            },
+        };
+        Ok((analyzed, query))
+    }
+
+    /// Refuses a result whose shape the analysis did not predict.
+    fn check_shape(
+        analyzed: &sql::AnalyzedQuery,
+        columns: &[OutputColumn],
+    ) -> Result<(), RequestError> {
+        let expected = analyzed.resolved.outputs.len() + analyzed.resolved.subjects.hidden;
+        if columns.len() != expected {
+            // The analysis and the database disagree on the result's shape:
+            // refuse rather than label columns wrongly.
+            return Err(RequestError::new(
+                ErrorCode::Internal,
+                format!(
+                    "the query returned {} columns where analysis expected {expected}",
+                    columns.len(),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the gateway does to rows before anyone sees them: records their
+    /// data subjects, removes the hidden subject-key columns, unseals
+    /// decrypted columns. Returns per column how many values were shredded.
+    fn finish_rows(
+        &self,
+        analyzed: &sql::AnalyzedQuery,
+        rows: &mut [Vec<serde_json::Value>],
+        record: &mut crate::audit::AccessRecord,
+        first: bool,
+    ) -> Result<Vec<u64>, RequestError> {
+        let resolved = &analyzed.resolved;
+        if first {
+            record.returned(&resolved.subjects, rows);
+        } else {
+            record.returned_more(&resolved.subjects, rows);
+        }
+        // The hidden subject-key columns were for the audit record alone.
+        let shown = resolved.outputs.len();
+        if resolved.subjects.hidden > 0 {
+            for row in rows.iter_mut() {
+                row.truncate(shown);
+            }
+        }
+        self.sealing
+            .unseal_rows(&resolved.sealed_outputs(), rows, &self.token_key)
+    }
+
+    fn result_columns(
+        analyzed: &sql::AnalyzedQuery,
+        columns: Vec<OutputColumn>,
+        shredded: &[u64],
+    ) -> Vec<ResultColumn> {
+        columns
+            .into_iter()
+            .zip(analyzed.resolved.transforms())
+            .enumerate()
+            .map(|(i, (column, transform))| ResultColumn {
+                column,
+                transform,
+                shredded: shredded.get(i).copied().filter(|n| *n > 0),
+            })
+            .collect()
+    }
+
     async fn run(
         &self,
         principal: &PrincipalConfig,
@@ -646,64 +829,59 @@ impl Gateway {
         record: &mut crate::audit::AccessRecord,
         max_rows: usize,
     ) -> Result<QueryResult, RequestError> {
-        let analyzed = self.analyze(principal, ctx, sql_text)?;
-        record.resolved(&analyzed.resolved, self.catalog.name_rule());
-        record.fingerprint = analyzed.fingerprint(sql_text, self.backend.dialect(), &self.catalog);
-        let limits = QueryLimits {
-            max_rows,
-            timeout: self.config.limits.statement_timeout,
-        };
-        let resolved = &analyzed.resolved;
-        let output = self
-            .backend
-            .query(BackendQuery {
-                sql: analyzed.sql.clone(),
-                params: resolved.params.clone(),
-                tables: resolved.backend_tables.clone(),
-                pseudonym_domains: resolved.pseudonym_domains(),
-                limits,
-            })
-            .await?;
-        let shown = resolved.outputs.len();
-        if output.columns.len() != shown + resolved.subjects.hidden {
-            // The analysis and the database disagree on the result's shape:
-            // refuse rather than label columns wrongly.
-            return Err(RequestError::new(
-                ErrorCode::Internal,
-                format!(
-                    "the query returned {} columns where analysis expected {}",
-                    output.columns.len(),
-                    shown + resolved.subjects.hidden
-                ),
-            ));
-        }
-        record.returned(&resolved.subjects, &output.rows);
-        // The hidden subject-key columns were for the audit record alone.
+        let (analyzed, query) = self.prepare(principal, ctx, sql_text, record, max_rows)?;
+        let output = self.backend.query(query).await?;
+        Self::check_shape(&analyzed, &output.columns)?;
         let mut rows = output.rows;
-        if resolved.subjects.hidden > 0 {
-            for row in &mut rows {
-                row.truncate(shown);
-            }
-        }
-        let shredded =
-            self.sealing
-                .unseal_rows(&resolved.sealed_outputs(), &mut rows, &self.token_key)?;
-        let transforms = resolved.transforms();
+        let shredded = self.finish_rows(&analyzed, &mut rows, record, true)?;
         Ok(QueryResult {
-            columns: output
-                .columns
-                .into_iter()
-                .zip(transforms)
-                .enumerate()
-                .map(|(i, (column, transform))| ResultColumn {
-                    column,
-                    transform,
-                    shredded: shredded.get(i).copied().filter(|n| *n > 0),
-                })
-                .collect(),
+            columns: Self::result_columns(&analyzed, output.columns, &shredded),
             rows,
             truncated: output.truncated,
             rows_affected: None,
         })
+    }
+
+    /// A governed read whose rows arrive in batches (exports): the same
+    /// analysis, authorization and rewrite as [`Gateway::query`], and every
+    /// batch passes through the same row handling before the caller sees
+    /// it. Reads only; at most `max_rows` rows.
+    pub async fn query_stream(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        sql_text: &str,
+        record: &mut crate::audit::AccessRecord,
+        max_rows: usize,
+    ) -> Result<GovernedStream, RequestError> {
+        let started = async {
+            if crate::write::is_write(sql_text) {
+                return Err(RequestError::new(
+                    ErrorCode::BadRequest,
+                    "a streamed read takes a SELECT, not a write",
+                ));
+            }
+            let (analyzed, query) = self.prepare(principal, ctx, sql_text, record, max_rows)?;
+            let stream = self.backend.query_stream(query).await?;
+            Self::check_shape(&analyzed, &stream.columns)?;
+            Ok((analyzed, stream))
+        }
+        .await;
+        match started {
+            Ok((analyzed, rows)) => {
+                record.returned(&analyzed.resolved.subjects, &[]);
+                let shown = analyzed.resolved.outputs.len();
+                Ok(GovernedStream {
+                    columns: Self::result_columns(&analyzed, rows.columns[..shown].to_vec(), &[]),
+                    shredded: vec![0; shown],
+                    analyzed,
+                    rows,
+                })
+            }
+            Err(e) => {
+                record.refused(&e);
+                Err(e)
+            }
+        }
     }
 }

@@ -21,13 +21,17 @@ fn spec(name: &str) -> PathBuf {
         .join(format!("{name}.toml"))
 }
 
-/// `privet export` for `principal`; its output.
+/// `privet export` of a shipped spec for `principal`; its output.
 fn export(server: &Server, name: &str, principal: &str, out: &Path) -> std::process::Output {
-    let spec = spec(name);
+    export_spec(server, &spec(name), principal, out)
+}
+
+/// `privet export --spec SPEC` for `principal`; its output.
+fn export_spec(server: &Server, spec: &Path, principal: &str, out: &Path) -> std::process::Output {
     let mut args = vec![
         "export",
         "--spec",
-        path_str(&spec),
+        path_str(spec),
         "--out",
         path_str(out),
         "--as",
@@ -39,6 +43,33 @@ fn export(server: &Server, name: &str, principal: &str, out: &Path) -> std::proc
         args.extend(["--backend", pg.url.as_str(), "--schema", pg.name.as_str()]);
     }
     privet(&args)
+}
+
+/// A Parquet file's rows, each value as text (integers as digits, NULL
+/// as empty), checking the column types the export promises.
+fn read_parquet(path: &Path) -> Vec<Vec<String>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let file = std::fs::File::open(path).expect("parquet file");
+    let reader = SerializedFileReader::new(file).expect("a Parquet file");
+    let mut rows = Vec::new();
+    for row in reader.get_row_iter(None).expect("rows") {
+        let row = row.expect("row");
+        rows.push(
+            row.get_column_iter()
+                .map(|(name, field)| match field {
+                    Field::Null => String::new(),
+                    Field::Str(s) => s.clone(),
+                    Field::Long(n) => {
+                        assert_eq!(name, "product_id", "only product_id is an integer");
+                        n.to_string()
+                    }
+                    other => panic!("column {name}: unexpected {other:?}"),
+                })
+                .collect(),
+        );
+    }
+    rows
 }
 
 fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
@@ -127,25 +158,50 @@ async fn shipped_specs(backend: Backend) {
             .expect("k")
             >= 10
     );
+    // Its status and report, then the file itself, streamed.
+    let status_url = made["status_url"].as_str().expect("status path").to_owned();
+    let status = server
+        .send("GET", &status_url, &[("authorization", &ml_key)], "")
+        .await;
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json()["status"], "done");
+    assert_eq!(
+        status.json()["report"]["rows_written"],
+        made["report"]["rows_written"]
+    );
     let download = made["download"].as_str().expect("download path").to_owned();
     let fetched = server
         .send("GET", &download, &[("authorization", &ml_key)], "")
         .await;
     assert_eq!(fetched.status, 200);
-    let content = fetched.json()["content"]
-        .as_str()
-        .expect("content")
-        .to_owned();
+    assert_eq!(
+        fetched.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/csv; charset=utf-8"[..])
+    );
+    assert_eq!(
+        fetched
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some(fetched.body.len().to_string().as_str()),
+    );
+    let content = String::from_utf8(fetched.body.to_vec()).expect("CSV is UTF-8");
     assert!(content.starts_with("customer,birth_date,"), "{content}");
+    assert_eq!(
+        content.lines().count() as u64,
+        1 + made["report"]["rows_written"].as_u64().expect("rows")
+    );
     for secret in &secrets {
         assert!(!content.contains(secret.as_str()), "{secret} leaked");
     }
     // Another principal: told nothing about it, and may not export.
     let other_key = format!("Bearer {}", server.key("marketing-service"));
-    let other = server
-        .send("GET", &download, &[("authorization", &other_key)], "")
-        .await;
-    assert_eq!(other.status, 404);
+    for path in [&status_url, &download] {
+        let other = server
+            .send("GET", path, &[("authorization", &other_key)], "")
+            .await;
+        assert_eq!(other.status, 404, "{path}");
+    }
     let denied = server
         .send(
             "POST",
@@ -225,6 +281,44 @@ async fn shipped_specs(backend: Backend) {
     assert!((0.5..=1.0).contains(&same), "{}", report["utility"]);
     assert!(marketing.join("summary.txt").exists());
 
+    // DP aggregates: released beside the dataset, groups above the
+    // threshold only, and paid for: the POST and this export each spent
+    // ε = 0.5 of ml-team's 10.
+    let aggregates: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(marketing.join("aggregates.json")).expect("aggregates.json"),
+    )
+    .expect("aggregates JSON");
+    let by_region = &aggregates[0];
+    assert_eq!(by_region["name"], "customers_by_region");
+    let groups = by_region["groups"].as_array().expect("groups");
+    assert!(!groups.is_empty(), "{by_region}");
+    for g in groups {
+        assert!(g["value"].as_i64().expect("count") >= 20, "{g}");
+    }
+    let ledger = std::fs::read_to_string(server.data_dir.join("privacy-budget.tsv"))
+        .expect("privacy budget ledger");
+    assert_eq!(ledger, "ml-team\t10000000\t1000000\n");
+    // A spec that would overspend is refused before it reads anything.
+    let greedy_spec = out.path().join("greedy.toml");
+    std::fs::write(
+        &greedy_spec,
+        std::fs::read_to_string(spec("marketing"))
+            .expect("spec")
+            .replace("epsilon = \"0.25\"", "epsilon = \"5\""),
+    )
+    .expect("write spec");
+    let greedy_out = out.path().join("greedy");
+    let greedy = export_spec(&server, &greedy_spec, "ml-team", &greedy_out);
+    assert!(!greedy.status.success());
+    let stderr = String::from_utf8_lossy(&greedy.stderr);
+    assert!(stderr.contains("privacy_budget_exhausted"), "{stderr}");
+    assert!(!greedy_out.join("marketing.csv").exists());
+    assert_eq!(
+        std::fs::read_to_string(server.data_dir.join("privacy-budget.tsv")).expect("ledger"),
+        ledger,
+        "a refused export spends nothing"
+    );
+
     // Recommendations: pseudonymous users, hours, no other columns.
     let recs = out.path().join("recs");
     let run = export(&server, "recommendations", "ml-team", &recs);
@@ -260,6 +354,39 @@ async fn shipped_specs(backend: Backend) {
     let (_, interactions_again) = csv(&again.join("recommendations.csv"));
     assert_eq!(users(&interactions), users(&interactions_again));
     assert!(users(&interactions).is_disjoint(&users(&rows)));
+
+    // The same dataset as Parquet, streamed: typed columns, the same rows.
+    let parquet_spec = out.path().join("recs-parquet.toml");
+    std::fs::write(
+        &parquet_spec,
+        std::fs::read_to_string(spec("recommendations"))
+            .expect("spec")
+            .replace("format = \"csv\"", "format = \"parquet\""),
+    )
+    .expect("write spec");
+    let recs_parquet = out.path().join("recs-parquet");
+    let run = export_spec(&server, &parquet_spec, "ml-team", &recs_parquet);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let parquet_rows = read_parquet(&recs_parquet.join("recommendations.parquet"));
+    assert_eq!(parquet_rows.len(), interactions.len());
+    let as_text = |rows: &[Vec<String>]| {
+        let mut rows = rows.to_vec();
+        rows.sort();
+        rows
+    };
+    assert_eq!(as_text(&parquet_rows), as_text(&interactions));
+    for row in &parquet_rows {
+        for secret in &secrets {
+            assert!(
+                !row.iter().any(|v| v.contains(secret.as_str())),
+                "{secret} leaked"
+            );
+        }
+    }
 
     // Nothing raw in any file.
     for dir in [&marketing, &recs] {

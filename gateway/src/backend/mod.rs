@@ -44,7 +44,6 @@ pub struct BackendQuery {
     pub limits: QueryLimits,
 }
 
-/// The governed database.
 /// One write the gateway built (`INSERT`/`UPDATE` of one table), its
 /// values bound as text parameters.
 #[derive(Debug, Clone)]
@@ -56,6 +55,7 @@ pub struct BackendWrite {
     pub timeout: Duration,
 }
 
+/// The governed database.
 #[derive(Clone)]
 pub enum Backend {
     Sqlite(SqliteBackend),
@@ -106,7 +106,6 @@ impl Backend {
         }
     }
 
-    /// Runs one analyzed statement.
     /// Runs one write in its own transaction; returns the rows affected.
     pub async fn write(&self, write: BackendWrite) -> Result<u64, BackendError> {
         match self {
@@ -115,6 +114,7 @@ impl Backend {
         }
     }
 
+    /// Runs one analyzed statement.
     pub async fn query(&self, query: BackendQuery) -> Result<QueryOutput, BackendError> {
         match self {
             Backend::Sqlite(b) => {
@@ -123,6 +123,16 @@ impl Backend {
             }
             Backend::Postgres(b) => b.query(query).await,
         }
+    }
+
+    /// Runs one analyzed statement, its rows read as a [`RowStream`].
+    pub async fn query_stream(&self, query: BackendQuery) -> Result<RowStream, BackendError> {
+        let (sink, rx) = RowSink::channel();
+        match self {
+            Backend::Sqlite(b) => b.stream(query, sink).await?,
+            Backend::Postgres(b) => b.stream(query, sink).await?,
+        }
+        RowStream::start(rx).await
     }
 }
 
@@ -143,6 +153,189 @@ pub struct QueryOutput {
     pub rows: Vec<Vec<serde_json::Value>>,
     /// More rows existed than the configured `max_rows`.
     pub truncated: bool,
+}
+
+/// Rows per batch of a [`RowStream`].
+pub const STREAM_BATCH_ROWS: usize = 1024;
+/// Batches a stream buffers ahead of its reader: the backend waits beyond
+/// this, so a slow reader bounds memory instead of growing it.
+const STREAM_BATCHES_AHEAD: usize = 4;
+
+pub(crate) enum StreamItem {
+    Columns(Vec<OutputColumn>),
+    Rows(Vec<Vec<serde_json::Value>>),
+    Truncated,
+}
+
+/// Where a backend's row loop puts its rows, a batch at a time: collected
+/// for one reply, or sent on to a [`RowStream`] reader. One loop per
+/// backend serves both.
+pub(crate) enum RowSink {
+    Collect(Vec<Vec<serde_json::Value>>),
+    Send {
+        tx: tokio::sync::mpsc::Sender<Result<StreamItem, BackendError>>,
+        columns_sent: bool,
+    },
+}
+
+impl RowSink {
+    /// A sink for a stream and the stream that reads it.
+    fn channel() -> (
+        RowSink,
+        tokio::sync::mpsc::Receiver<Result<StreamItem, BackendError>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BATCHES_AHEAD);
+        (
+            RowSink::Send {
+                tx,
+                columns_sent: false,
+            },
+            rx,
+        )
+    }
+
+    /// How many rows to read before handing them over.
+    pub(crate) fn batch_rows(&self) -> usize {
+        match self {
+            RowSink::Collect(_) => usize::MAX,
+            RowSink::Send { .. } => STREAM_BATCH_ROWS,
+        }
+    }
+
+    /// Hands over a batch from a blocking thread; false when the reader is
+    /// gone (stop reading).
+    pub(crate) fn put_blocking(
+        &mut self,
+        columns: &[OutputColumn],
+        batch: Vec<Vec<serde_json::Value>>,
+    ) -> bool {
+        match self {
+            RowSink::Collect(rows) => {
+                if rows.is_empty() {
+                    *rows = batch;
+                } else {
+                    rows.extend(batch);
+                }
+                true
+            }
+            RowSink::Send { tx, columns_sent } => {
+                if !*columns_sent {
+                    *columns_sent = true;
+                    if tx
+                        .blocking_send(Ok(StreamItem::Columns(columns.to_vec())))
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+                batch.is_empty() || tx.blocking_send(Ok(StreamItem::Rows(batch))).is_ok()
+            }
+        }
+    }
+
+    /// [`RowSink::put_blocking`] from async code.
+    pub(crate) async fn put(
+        &mut self,
+        columns: &[OutputColumn],
+        batch: Vec<Vec<serde_json::Value>>,
+    ) -> bool {
+        match self {
+            RowSink::Collect(rows) => {
+                if rows.is_empty() {
+                    *rows = batch;
+                } else {
+                    rows.extend(batch);
+                }
+                true
+            }
+            RowSink::Send { tx, columns_sent } => {
+                if !*columns_sent {
+                    *columns_sent = true;
+                    if tx
+                        .send(Ok(StreamItem::Columns(columns.to_vec())))
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+                batch.is_empty() || tx.send(Ok(StreamItem::Rows(batch))).await.is_ok()
+            }
+        }
+    }
+
+    /// Ends a stream: says it was truncated, or passes the error on.
+    /// (A collected reply carries both itself.)
+    pub(crate) fn end_blocking(&mut self, end: Result<bool, BackendError>) {
+        if let RowSink::Send { tx, .. } = self {
+            let _ = match end {
+                Ok(true) => tx.blocking_send(Ok(StreamItem::Truncated)),
+                Ok(false) => Ok(()),
+                Err(e) => tx.blocking_send(Err(e)),
+            };
+        }
+    }
+
+    pub(crate) async fn end(&mut self, end: Result<bool, BackendError>) {
+        if let RowSink::Send { tx, .. } = self {
+            let _ = match end {
+                Ok(true) => tx.send(Ok(StreamItem::Truncated)).await,
+                Ok(false) => Ok(()),
+                Err(e) => tx.send(Err(e)).await,
+            };
+        }
+    }
+}
+
+/// The rows of a query as the backend reads them, in batches of at most
+/// [`STREAM_BATCH_ROWS`], with at most a few batches buffered: exports
+/// read millions of rows in bounded memory. The backend's connection is
+/// held until the stream ends or is dropped.
+pub struct RowStream {
+    pub columns: Vec<OutputColumn>,
+    rx: tokio::sync::mpsc::Receiver<Result<StreamItem, BackendError>>,
+    truncated: bool,
+}
+
+impl RowStream {
+    /// Waits for the result's columns (or the query's error).
+    async fn start(
+        mut rx: tokio::sync::mpsc::Receiver<Result<StreamItem, BackendError>>,
+    ) -> Result<RowStream, BackendError> {
+        match rx.recv().await {
+            Some(Ok(StreamItem::Columns(columns))) => Ok(RowStream {
+                columns,
+                rx,
+                truncated: false,
+            }),
+            Some(Err(e)) => Err(e),
+            Some(Ok(_)) | None => Err(BackendError::Internal {
+                message: "the query's row stream ended before its columns".into(),
+            }),
+        }
+    }
+
+    /// The next batch; `None` at the end.
+    pub async fn next_batch(
+        &mut self,
+    ) -> Option<Result<Vec<Vec<serde_json::Value>>, BackendError>> {
+        loop {
+            return match self.rx.recv().await? {
+                Ok(StreamItem::Rows(rows)) => Some(Ok(rows)),
+                Ok(StreamItem::Truncated) => {
+                    self.truncated = true;
+                    None
+                }
+                Ok(StreamItem::Columns(_)) => continue,
+                Err(e) => Some(Err(e)),
+            };
+        }
+    }
+
+    /// More rows existed than the query's `max_rows` (known at the end).
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
 }
 
 /// Why a backend could not answer.

@@ -22,7 +22,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::pg_values::{self, RawValue, TextParam};
 use super::pool::Pool;
-use super::{BackendError, BackendQuery, OutputColumn, QueryOutput};
+use super::{BackendError, BackendQuery, OutputColumn, QueryOutput, RowSink};
 use crate::catalog::{Catalog, ColumnInfo, TableInfo};
 use crate::config::{Limits, PostgresUrl};
 
@@ -185,15 +185,54 @@ impl PostgresBackend {
 
     /// Runs one analyzed statement with its parameters bound.
     pub async fn query(&self, query: BackendQuery) -> Result<QueryOutput, BackendError> {
-        let _permit = self.inner.pool.permit().await?;
-        let mut conn = self.inner.take().await?;
+        let mut sink = RowSink::Collect(Vec::new());
+        let (columns, truncated) = self.inner.execute(&query, &mut sink).await?;
+        Ok(QueryOutput {
+            columns,
+            rows: match sink {
+                RowSink::Collect(rows) => rows,
+                RowSink::Send { .. } => Vec::new(),
+            },
+            truncated,
+        })
+    }
+
+    /// Starts `query`, its rows going to `sink` (a stream's), which also
+    /// receives the end: truncation or the error. A session and a pool
+    /// permit are held until the rows are read or the reader goes.
+    pub(crate) async fn stream(
+        &self,
+        query: BackendQuery,
+        mut sink: RowSink,
+    ) -> Result<(), BackendError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let end = inner.execute(&query, &mut sink).await;
+            sink.end(end.map(|(_, truncated)| truncated)).await;
+        });
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Runs `query` on a pooled session within its deadline, its rows into
+    /// `sink`; returns the columns and whether the result was truncated.
+    async fn execute(
+        &self,
+        query: &BackendQuery,
+        sink: &mut RowSink,
+    ) -> Result<(Vec<OutputColumn>, bool), BackendError> {
+        let _permit = self.pool.permit().await?;
+        let mut conn = self.take().await?;
         let deadline = query.limits.timeout + CLIENT_GRACE;
-        match tokio::time::timeout(deadline, self.inner.run(&mut conn, &query)).await {
-            Ok(Ok((output, reusable))) => {
-                if reusable {
-                    self.inner.pool.release(conn);
+        match tokio::time::timeout(deadline, self.run(&mut conn, query, sink)).await {
+            Ok(Ok((columns, truncated))) => {
+                // A truncated read cancelled the rest; the cancel could race
+                // with a later statement on this session, so it is not reused.
+                if !truncated {
+                    self.pool.release(conn);
                 }
-                Ok(output)
+                Ok((columns, truncated))
             }
             Ok(Err(e)) => {
                 // A statement error leaves the session usable; anything else
@@ -201,20 +240,18 @@ impl PostgresBackend {
                 if matches!(e, BackendError::Query { .. } | BackendError::Timeout { .. })
                     && !conn.client.is_closed()
                 {
-                    self.inner.pool.release(conn);
+                    self.pool.release(conn);
                 } else {
-                    self.inner.pool.clear_idle();
+                    self.pool.clear_idle();
                 }
                 Err(e)
             }
-            Err(_) => Err(self
-                .inner
-                .unavailable(format!("no answer within {} ms", deadline.as_millis()))),
+            Err(_) => {
+                Err(self.unavailable(format!("no answer within {} ms", deadline.as_millis())))
+            }
         }
     }
-}
 
-impl Inner {
     fn unavailable(&self, message: String) -> BackendError {
         BackendError::Unavailable {
             backend: self.url.redacted().to_owned(),
@@ -298,7 +335,8 @@ impl Inner {
         &self,
         conn: &mut PgConnection,
         query: &BackendQuery,
-    ) -> Result<(QueryOutput, bool), BackendError> {
+        sink: &mut RowSink,
+    ) -> Result<(Vec<OutputColumn>, bool), BackendError> {
         self.give_keys(conn, &query.pseudonym_domains).await?;
         let statement = match conn.statements.get(&query.sql) {
             Some(s) => s.clone(),
@@ -339,11 +377,13 @@ impl Inner {
             .await
             .map_err(|e| self.error(&e))?;
         let mut stream = std::pin::pin!(stream);
-        let mut rows = Vec::new();
+        let batch_rows = sink.batch_rows();
+        let mut batch = Vec::new();
+        let mut count = 0;
         let mut truncated = false;
         while let Some(row) = stream.next().await {
             let row = row.map_err(|e| self.error(&e))?;
-            if rows.len() == query.limits.max_rows {
+            if count == query.limits.max_rows {
                 truncated = true;
                 break;
             }
@@ -360,7 +400,16 @@ impl Inner {
                 })?;
                 values.push(value);
             }
-            rows.push(values);
+            batch.push(values);
+            count += 1;
+            if batch.len() >= batch_rows && !sink.put(&columns, std::mem::take(&mut batch)).await {
+                // The reader went away: stop the rest, as for truncation.
+                truncated = true;
+                break;
+            }
+        }
+        if !truncated {
+            sink.put(&columns, batch).await;
         }
         if truncated {
             // Stop the server sending the rest. The cancel could race with a
@@ -370,14 +419,7 @@ impl Inner {
                 let _ = cancel.cancel_query(NoTls).await;
             });
         }
-        Ok((
-            QueryOutput {
-                columns,
-                rows,
-                truncated,
-            },
-            !truncated,
-        ))
+        Ok((columns, truncated))
     }
 
     /// Sets the pseudonym keys of `domains` this session does not have yet,

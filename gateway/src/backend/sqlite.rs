@@ -14,7 +14,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::pool::Pool;
-use super::{BackendError, OutputColumn, QueryLimits, QueryOutput};
+use super::{BackendError, BackendQuery, OutputColumn, QueryLimits, QueryOutput, RowSink};
 use crate::catalog::{Catalog, ColumnInfo, TableInfo};
 
 /// How many SQLite VM instructions run between deadline checks.
@@ -107,21 +107,74 @@ impl SqliteBackend {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let conn = match inner.pool.take_idle() {
-                Some(conn) => conn,
-                None => inner.open_connection()?,
+            let mut sink = RowSink::Collect(Vec::new());
+            let (columns, truncated) = inner.on_connection(|conn, real_tables| {
+                run_guarded(conn, &sql, &params, tables, real_tables, &limits, &mut sink)
+            })?;
+            let rows = match sink {
+                RowSink::Collect(rows) => rows,
+                RowSink::Send { .. } => Vec::new(),
             };
-            let result = run_guarded(&conn, &sql, &params, tables, &inner.real_tables, &limits);
-            // Hooks are per query; never leave one installed on a pooled connection.
-            conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
-            conn.progress_handler(0, None::<fn() -> bool>);
-            inner.pool.release(conn);
-            result
+            Ok(QueryOutput {
+                columns,
+                rows,
+                truncated,
+            })
         })
         .await
         .map_err(|e| BackendError::Internal {
             message: format!("query task failed: {e}"),
         })?
+    }
+
+    /// Starts `query` on a pooled connection, its rows going to `sink` (a
+    /// stream's), which also receives the end: truncation or the error.
+    /// The connection is held until the rows are read or the reader goes.
+    pub(crate) async fn stream(
+        &self,
+        query: BackendQuery,
+        mut sink: RowSink,
+    ) -> Result<(), BackendError> {
+        let permit = self.inner.pool.permit().await?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let end = inner
+                .on_connection(|conn, real_tables| {
+                    run_guarded(
+                        conn,
+                        &query.sql,
+                        &query.params,
+                        query.tables,
+                        real_tables,
+                        &query.limits,
+                        &mut sink,
+                    )
+                })
+                .map(|(_, truncated)| truncated);
+            sink.end_blocking(end);
+        });
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Runs `f` on a pooled read-only connection (opened when none is
+    /// idle) and returns the connection, its per-query hooks removed.
+    fn on_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection, &BTreeSet<String>) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let conn = match self.pool.take_idle() {
+            Some(conn) => conn,
+            None => self.open_connection()?,
+        };
+        let result = f(&conn, &self.real_tables);
+        // Hooks are per query; never leave one installed on a pooled connection.
+        conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        conn.progress_handler(0, None::<fn() -> bool>);
+        self.pool.release(conn);
+        result
     }
 }
 
@@ -286,7 +339,8 @@ fn run_guarded(
     tables: BTreeSet<String>,
     real_tables: &BTreeSet<String>,
     limits: &QueryLimits,
-) -> Result<QueryOutput, BackendError> {
+    sink: &mut RowSink,
+) -> Result<(Vec<OutputColumn>, bool), BackendError> {
     let real_tables = real_tables.clone();
     let refused: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let refused_in_hook = Arc::clone(&refused);
@@ -340,13 +394,15 @@ fn run_guarded(
         })
         .collect();
     let width = columns.len();
-    let mut rows = Vec::new();
+    let batch_rows = sink.batch_rows();
+    let mut batch = Vec::new();
+    let mut count = 0;
     let mut truncated = false;
     let mut cursor = stmt
         .query(rusqlite::params_from_iter(params.iter()))
         .map_err(map_err)?;
     while let Some(row) = cursor.next().map_err(map_err)? {
-        if rows.len() == limits.max_rows {
+        if count == limits.max_rows {
             truncated = true;
             break;
         }
@@ -358,13 +414,15 @@ fn run_guarded(
             }
             values.push(to_json(value));
         }
-        rows.push(values);
+        batch.push(values);
+        count += 1;
+        if batch.len() >= batch_rows && !sink.put_blocking(&columns, std::mem::take(&mut batch)) {
+            // The reader went away: stop reading.
+            return Ok((columns, false));
+        }
     }
-    Ok(QueryOutput {
-        columns,
-        rows,
-        truncated,
-    })
+    sink.put_blocking(&columns, batch);
+    Ok((columns, truncated))
 }
 
 fn value_type(value: ValueRef<'_>) -> Option<&'static str> {

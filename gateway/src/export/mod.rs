@@ -10,11 +10,14 @@
 //! Fail closed: a result column the spec gives no transform is an error,
 //! never passed through; a value a transform cannot read stops the export.
 
+pub mod aggregates;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anonymizer::kanon::{self, MondrianConfig, QuasiIdentifier, Table};
+pub use anonymizer::output::Format;
+use anonymizer::output::{ColumnType, DatasetWriter, OutputColumn};
 use anonymizer::scrub::Scrubber;
 use anonymizer::transforms::{self, BoundedNoise, DatasetPseudonymizer, Date, TimeUnit};
 use serde::Deserialize;
@@ -36,19 +39,20 @@ pub const DEMO_SPECS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The most rows an export reads (held in memory for k-anonymity).
+/// The most rows a k-anonymous export reads (all held in memory for the
+/// Mondrian step).
 pub const MAX_EXPORT_ROWS: usize = 2_000_000;
+/// The most rows a streamed export (no k-anonymity) reads.
+pub const MAX_STREAMED_ROWS: usize = 100_000_000;
 
 /// An export is all the source's rows or nothing: a truncated read is an
 /// error, never a silently partial dataset.
-pub fn check_complete(
-    answer: &crate::pipeline::QueryResult,
-) -> Result<(), crate::error::RequestError> {
-    if answer.truncated {
+pub fn check_complete(truncated: bool, max_rows: usize) -> Result<(), crate::error::RequestError> {
+    if truncated {
         return Err(crate::error::RequestError::new(
             crate::error::ErrorCode::BadRequest,
             format!(
-                "the source query returns more than {MAX_EXPORT_ROWS} rows, the most an export reads; narrow it (or split the dataset)"
+                "the source query returns more than {max_rows} rows, the most this export reads; narrow it (or split the dataset)"
             ),
         ));
     }
@@ -131,23 +135,102 @@ pub async fn run_spec(
         record.refused(&e);
         return Err(e);
     }
-    let answer = gateway
-        .query_up_to(principal, ctx, &spec.source, record, MAX_EXPORT_ROWS)
+    // k-anonymity needs every row at once; everything else streams.
+    let max_rows = if spec.k_anonymity.is_some() {
+        MAX_EXPORT_ROWS
+    } else {
+        MAX_STREAMED_ROWS
+    };
+    let mut stream = gateway
+        .query_stream(principal, ctx, &spec.source, record, max_rows)
         .await?;
-    check_complete(&answer)?;
-    let names: Vec<String> = answer
+    let internal = |e: ExportError| RequestError::new(ErrorCode::Internal, e.to_string());
+    let columns: Vec<(String, Option<String>)> = stream
         .columns
         .iter()
-        .map(|c| c.column.name.clone())
+        .map(|c| (c.column.name.clone(), c.column.type_name.clone()))
         .collect();
-    let secret = gateway.token_key().to_bytes();
     let keys = ExportKeys {
-        pseudonym_secret: &secret,
+        pseudonym_secret: &gateway.token_key().to_bytes(),
         today: today(),
         progress,
     };
-    let report = write_dataset(spec, &principal.spec.name, &names, &answer.rows, &keys, out)
-        .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
+    let writer = ExportWriter::new(spec, &columns, &keys, out).map_err(|e| {
+        let e = RequestError::new(ErrorCode::BadRequest, e.to_string());
+        record.refused(&e);
+        e
+    })?;
+    if let Some(dp) = &spec.dp {
+        // Paid before any row is read: a refused export reads nothing, and
+        // a failed one has still spent what it asked for (never less).
+        let epsilon = dp
+            .epsilon_micro()
+            .map_err(|m| RequestError::new(ErrorCode::BadRequest, m))?;
+        if let Err(e) = gateway.charge_privacy_budget(principal, epsilon) {
+            record.refused(&e);
+            return Err(e);
+        }
+    }
+    // Transforms and writing run on a blocking thread, fed batch by batch;
+    // `None` says the rows are complete (a closed channel without it
+    // abandons the export).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Vec<Vec<Json>>>>(2);
+    let principal_name = principal.spec.name.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(message) = rx.blocking_recv() {
+            match message {
+                Some(rows) => writer.push(&rows)?,
+                None => return writer.finish(&principal_name).map(Some),
+            }
+        }
+        writer.abandon();
+        Ok(None)
+    });
+    let mut failed = None;
+    while let Some(batch) = stream.next_batch(gateway, record).await {
+        match batch {
+            Ok(rows) => {
+                if tx.send(Some(rows)).await.is_err() {
+                    break; // the writer failed: its error is below
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    if failed.is_none() {
+        if let Err(e) = check_complete(stream.truncated(), max_rows) {
+            failed = Some(e);
+        }
+    }
+    if failed.is_none() {
+        let _ = tx.send(None).await;
+    }
+    drop(tx);
+    drop(stream);
+    let report = written
+        .await
+        .map_err(|e| RequestError::new(ErrorCode::Internal, format!("export task failed: {e}")));
+    if let Some(e) = failed {
+        record.refused(&e);
+        return Err(e);
+    }
+    let report = match report.and_then(|r| r.map_err(internal)) {
+        Ok(Some(report)) => report,
+        Ok(None) => {
+            return Err(RequestError::new(
+                ErrorCode::Internal,
+                "the export ended before its rows were complete",
+            ))
+        }
+        Err(e) => {
+            record.refused(&e);
+            return Err(e);
+        }
+    };
     record.rows = report.rows_written as u64;
     Ok(report)
 }
@@ -163,7 +246,7 @@ pub struct DatasetSpec {
     pub purpose: String,
     /// The SQL, run through the policy pipeline as the requesting principal.
     pub source: String,
-    #[serde(default)]
+    #[serde(default = "default_format")]
     pub format: Format,
     /// Output column (as the source query names it) → transform.
     pub columns: BTreeMap<String, String>,
@@ -171,6 +254,8 @@ pub struct DatasetSpec {
     /// A utility check computed on the raw and on the anonymized rows, so
     /// the report shows what privacy cost.
     pub utility: Option<UtilitySpec>,
+    /// Differentially private aggregates released with the dataset.
+    pub dp: Option<aggregates::DpSpec>,
 }
 
 /// Which utility check, over which output columns.
@@ -193,6 +278,26 @@ pub enum UtilitySpec {
     },
 }
 
+impl UtilitySpec {
+    /// The columns the check reads.
+    fn columns(&self) -> Vec<String> {
+        match self {
+            UtilitySpec::ItemCooccurrence { user, item, time } => {
+                vec![user.clone(), item.clone(), time.clone()]
+            }
+            UtilitySpec::Rfm {
+                recency,
+                frequency,
+                monetary,
+            } => vec![recency.clone(), frequency.clone(), monetary.clone()],
+        }
+    }
+}
+
+fn default_format() -> Format {
+    Format::Csv
+}
+
 fn default_purpose() -> String {
     "analytics".to_owned()
 }
@@ -206,14 +311,6 @@ pub struct KSpec {
     pub l: Option<usize>,
     #[serde(default)]
     pub max_suppressed_fraction: f64,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    #[default]
-    Csv,
-    Jsonl,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +327,10 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Output(#[from] anonymizer::output::OutputError),
+    #[error("differential privacy: {0}")]
+    Dp(String),
 }
 
 impl DatasetSpec {
@@ -250,6 +351,10 @@ impl DatasetSpec {
         for (column, transform) in &spec.columns {
             Transform::parse(transform)
                 .map_err(|m| spec_error(format!("columns.{column}: {m}")))?;
+        }
+        if let Some(dp) = &spec.dp {
+            dp.epsilon_micro()
+                .map_err(|m| spec_error(format!("dp: {m}")))?;
         }
         if let Some(k) = &spec.k_anonymity {
             for qi in k.quasi_identifiers.iter().chain(&k.sensitive) {
@@ -284,11 +389,15 @@ pub enum Transform {
     Day,
     Noise(u64),
     Scrub,
+    /// One of the policy engine's masks (`mask:email_partial`, ...),
+    /// applied by the same code.
+    Mask(crate::masks::Mask),
 }
 
 impl Transform {
     /// `keep`, `drop`, `null`, `redact`, `pseudonym`, `range:N`, `month`,
-    /// `year`, `age_band:N`, `zip:N`, `hour`, `day`, `noise:N`, `scrub`.
+    /// `year`, `age_band:N`, `zip:N`, `hour`, `day`, `noise:N`, `scrub`,
+    /// `mask:NAME` (a policy mask: `email_partial`, `phone_last4`, ...).
     pub fn parse(text: &str) -> Result<Transform, String> {
         let (name, arg) = match text.split_once(':') {
             Some((n, a)) => (n, Some(a)),
@@ -314,9 +423,19 @@ impl Transform {
             "day" => Transform::Day,
             "noise" => Transform::Noise(u64::try_from(number("noise")?).map_err(|e| e.to_string())?),
             "scrub" => Transform::Scrub,
+            "mask" => {
+                let name = arg.unwrap_or_default();
+                match name.parse::<crate::masks::Mask>() {
+                    Ok(crate::masks::Mask::Pseudonym) => {
+                        return Err("`mask:pseudonym`: use `pseudonym`, whose tokens are keyed per dataset".into())
+                    }
+                    Ok(mask) => Transform::Mask(mask),
+                    Err(e) => return Err(format!("`{text}`: {e}")),
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown transform `{other}`; use keep, drop, null, redact, pseudonym, range:N, month, year, age_band:N, zip:N, hour, day, noise:N or scrub"
+                    "unknown transform `{other}`; use keep, drop, null, redact, pseudonym, range:N, month, year, age_band:N, zip:N, hour, day, noise:N, scrub or mask:NAME"
                 ))
             }
         })
@@ -357,6 +476,9 @@ pub struct ExportReport {
     pub columns: Vec<(String, String)>,
     pub k_anonymity: Option<KReport>,
     pub utility: Option<Json>,
+    /// DP aggregates released with the dataset (also in `aggregates.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregates: Option<Vec<aggregates::AggregateRelease>>,
 }
 
 /// [`kanon::KanonReport`], for `report.json`.
@@ -387,8 +509,9 @@ impl From<kanon::KanonReport> for KReport {
 }
 
 /// Transforms `rows` (JSON values as the pipeline returned them, in
-/// `names` order) per the spec, applies k-anonymity, and writes the files
-/// into `out`. Returns the report.
+/// `names` order, all text-typed) per the spec, applies k-anonymity, and
+/// writes the files into `out`. Returns the report. (An [`ExportWriter`]
+/// fed in one batch.)
 pub fn write_dataset(
     spec: &DatasetSpec,
     principal: &str,
@@ -397,77 +520,253 @@ pub fn write_dataset(
     keys: &ExportKeys<'_>,
     out: &Path,
 ) -> Result<ExportReport, ExportError> {
-    let mut plan = Vec::new();
-    for name in names {
-        let transform = spec.columns.get(name).ok_or_else(|| ExportError::Column {
-            column: name.clone(),
-            message: "the source query returns it but the spec gives it no transform; add `keep`, `drop` or another".into(),
-        })?;
-        let t = Transform::parse(transform).map_err(|m| ExportError::Column {
-            column: name.clone(),
-            message: m,
-        })?;
-        plan.push(t);
+    let columns: Vec<(String, Option<String>)> = names.iter().map(|n| (n.clone(), None)).collect();
+    let mut writer = ExportWriter::new(spec, &columns, keys, out)?;
+    writer.push(rows)?;
+    writer.finish(principal)
+}
+
+/// Where transformed rows go: straight into the file, or (k-anonymity
+/// needs them all) into memory until the end.
+enum Rows {
+    Streamed(DatasetWriter),
+    Held(Vec<Vec<Option<String>>>),
+}
+
+/// The raw and released values of the columns a utility check reads.
+struct UtilityColumns {
+    names: Vec<String>,
+    raw_at: Vec<Option<usize>>,
+    released_at: Vec<Option<usize>>,
+    raw: Vec<Vec<Option<String>>>,
+    /// Streamed exports only: held exports read the released table.
+    released: Vec<Vec<Option<String>>>,
+}
+
+/// Transforms an export's rows per its spec as they arrive, batch by
+/// batch, and writes them: streamed straight to the output file, so memory
+/// stays bounded, except when the spec asks for k-anonymity, which holds
+/// the transformed rows until [`ExportWriter::finish`]. The utility check
+/// keeps its own columns; DP aggregates keep one running sum per group.
+pub struct ExportWriter {
+    spec: DatasetSpec,
+    names: Vec<String>,
+    plan: Vec<Transform>,
+    kept: Vec<usize>,
+    out_columns: Vec<OutputColumn>,
+    pseudonyms: DatasetPseudonymizer,
+    scrubber: Scrubber,
+    noise: HashMap<u64, BoundedNoise>,
+    today: Date,
+    rows: Rows,
+    utility: Option<UtilityColumns>,
+    aggregates: Option<aggregates::Aggregator>,
+    rows_read: usize,
+    bar: indicatif::ProgressBar,
+    out: PathBuf,
+    file_name: String,
+}
+
+/// The output type of a column: numbers stay numbers where the transform
+/// keeps them so (Parquet INT64/DOUBLE, JSON numbers); everything else,
+/// and every quasi-identifier (Mondrian may turn it into a range), is text.
+fn column_type(
+    transform: &Transform,
+    source_type: Option<&str>,
+    quasi_identifier: bool,
+) -> ColumnType {
+    if quasi_identifier {
+        return ColumnType::Text;
     }
-    for column in spec.columns.keys() {
-        if !names.contains(column) {
-            return Err(ExportError::Column {
-                column: column.clone(),
-                message: "the spec names it but the source query does not return it".into(),
-            });
+    let source = source_type.unwrap_or("").to_ascii_lowercase();
+    let integer = matches!(
+        source.as_str(),
+        "integer" | "int" | "int2" | "int4" | "int8" | "bigint" | "smallint"
+    );
+    let float = matches!(
+        source.as_str(),
+        "real" | "float4" | "float8" | "double precision" | "double"
+    );
+    match transform {
+        Transform::Keep | Transform::Noise(_) if integer => ColumnType::Integer,
+        Transform::Keep if float => ColumnType::Float,
+        _ => ColumnType::Text,
+    }
+}
+
+impl ExportWriter {
+    /// Checks the spec against the source's `columns` (name, type) and
+    /// opens the output in `out`.
+    pub fn new(
+        spec: &DatasetSpec,
+        columns: &[(String, Option<String>)],
+        keys: &ExportKeys<'_>,
+        out: &Path,
+    ) -> Result<ExportWriter, ExportError> {
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        let mut plan = Vec::new();
+        for name in &names {
+            let transform = spec.columns.get(name).ok_or_else(|| ExportError::Column {
+                column: name.clone(),
+                message: "the source query returns it but the spec gives it no transform; add `keep`, `drop` or another".into(),
+            })?;
+            let t = Transform::parse(transform).map_err(|m| ExportError::Column {
+                column: name.clone(),
+                message: m,
+            })?;
+            plan.push(t);
         }
-    }
-    let pseudonyms = DatasetPseudonymizer::new(keys.pseudonym_secret, &spec.name);
-    let scrubber = Scrubber::new();
-    let noise: HashMap<u64, BoundedNoise> = plan
-        .iter()
-        .filter_map(|t| match t {
-            Transform::Noise(b) => Some(*b),
-            _ => None,
+        for column in spec.columns.keys() {
+            if !names.contains(column) {
+                return Err(ExportError::Column {
+                    column: column.clone(),
+                    message: "the spec names it but the source query does not return it".into(),
+                });
+            }
+        }
+        let noise: HashMap<u64, BoundedNoise> = plan
+            .iter()
+            .filter_map(|t| match t {
+                Transform::Noise(b) => Some(*b),
+                _ => None,
+            })
+            .map(|b| BoundedNoise::new(b).map(|n| (b, n)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ExportError::Column {
+                column: String::new(),
+                message: e.to_string(),
+            })?;
+        let kept: Vec<usize> = (0..names.len())
+            .filter(|i| plan[*i] != Transform::Drop)
+            .collect();
+        let quasi = |name: &str| {
+            spec.k_anonymity
+                .as_ref()
+                .is_some_and(|k| k.quasi_identifiers.iter().any(|q| q == name))
+        };
+        let out_columns: Vec<OutputColumn> = kept
+            .iter()
+            .map(|&i| OutputColumn {
+                name: names[i].clone(),
+                column_type: column_type(&plan[i], columns[i].1.as_deref(), quasi(&names[i])),
+            })
+            .collect();
+        let out_names: Vec<String> = out_columns.iter().map(|c| c.name.clone()).collect();
+        let utility = spec.utility.as_ref().map(|u| {
+            let wanted = u.columns();
+            UtilityColumns {
+                raw_at: wanted
+                    .iter()
+                    .map(|w| names.iter().position(|n| n == w))
+                    .collect(),
+                released_at: wanted
+                    .iter()
+                    .map(|w| out_names.iter().position(|n| n == w))
+                    .collect(),
+                names: wanted,
+                raw: Vec::new(),
+                released: Vec::new(),
+            }
+        });
+        let aggregates = match &spec.dp {
+            Some(dp) => {
+                Some(aggregates::Aggregator::new(dp, &names, &out_names).map_err(ExportError::Dp)?)
+            }
+            None => None,
+        };
+        std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+        let file_name = format!("{}.{}", spec.name, spec.format.extension());
+        let rows = if spec.k_anonymity.is_some() {
+            Rows::Held(Vec::new())
+        } else {
+            Rows::Streamed(DatasetWriter::create(
+                &out.join(&file_name),
+                spec.format,
+                &out_columns,
+            )?)
+        };
+        let bar = if keys.progress {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {msg}: {pos} rows ({per_sec}, {elapsed})",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_message(format!("export {}", spec.name));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Ok(ExportWriter {
+            pseudonyms: DatasetPseudonymizer::new(keys.pseudonym_secret, &spec.name),
+            spec: spec.clone(),
+            names,
+            plan,
+            kept,
+            out_columns,
+            scrubber: Scrubber::new(),
+            noise,
+            today: keys.today,
+            rows,
+            utility,
+            aggregates,
+            rows_read: 0,
+            bar,
+            out: out.to_path_buf(),
+            file_name,
         })
-        .map(|b| BoundedNoise::new(b).map(|n| (b, n)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| ExportError::Column {
-            column: String::new(),
-            message: e.to_string(),
-        })?;
-    let kept: Vec<usize> = (0..names.len())
-        .filter(|i| plan[*i] != Transform::Drop)
-        .collect();
-    let mut table: Vec<Vec<Option<String>>> = Vec::with_capacity(rows.len());
-    let bar = if keys.progress {
-        let bar = indicatif::ProgressBar::new(rows.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta})",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
+    }
+
+    /// Transforms and writes (or holds) a batch of source rows.
+    pub fn push(&mut self, rows: &[Vec<Json>]) -> Result<(), ExportError> {
+        for row in rows {
+            let released = self.transform_row(row)?;
+            if let Some(u) = &mut self.utility {
+                u.raw.push(
+                    u.raw_at
+                        .iter()
+                        .map(|at| at.and_then(|i| row.get(i).and_then(json_text)))
+                        .collect(),
+                );
+                if matches!(self.rows, Rows::Streamed(_)) {
+                    u.released.push(
+                        u.released_at
+                            .iter()
+                            .map(|at| at.and_then(|i| released[i].clone()))
+                            .collect(),
+                    );
+                }
+            }
+            if let Some(a) = &mut self.aggregates {
+                a.add(row, &released).map_err(ExportError::Dp)?;
+            }
+            match &mut self.rows {
+                Rows::Streamed(w) => w.write_row(&released)?,
+                Rows::Held(table) => table.push(released),
+            }
+            self.rows_read += 1;
         }
-        bar.set_message(format!("export {}", spec.name));
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    for (n, row) in rows.iter().enumerate() {
-        // Per row would cost more than the transforms.
-        if n % 4096 == 0 {
-            bar.set_position(n as u64);
-        }
-        let mut out_row = Vec::with_capacity(kept.len());
-        for &i in &kept {
+        self.bar.set_position(self.rows_read as u64);
+        Ok(())
+    }
+
+    fn transform_row(&self, row: &[Json]) -> Result<Vec<Option<String>>, ExportError> {
+        let mut out_row = Vec::with_capacity(self.kept.len());
+        for &i in &self.kept {
             let value = match row.get(i) {
                 None | Some(Json::Null) => None,
                 Some(Json::String(s)) => Some(s.clone()),
                 Some(other) => Some(other.to_string()),
             };
             let column_error = |e: transforms::TransformError| ExportError::Column {
-                column: names[i].clone(),
+                column: self.names[i].clone(),
                 message: e.to_string(),
             };
-            let transformed = match (&plan[i], value) {
+            let transformed = match (&self.plan[i], value) {
                 (_, None) | (Transform::Null, _) => None,
                 (Transform::Keep, v) => v,
                 (Transform::Redact, Some(_)) => Some("[redacted]".to_owned()),
-                (Transform::Pseudonym, Some(v)) => Some(pseudonyms.token(&v)),
+                (Transform::Pseudonym, Some(v)) => Some(self.pseudonyms.token(&v)),
                 (Transform::Range(w), Some(v)) => {
                     Some(transforms::numeric_range(&v, *w).map_err(column_error)?)
                 }
@@ -478,7 +777,7 @@ pub fn write_dataset(
                     Some(transforms::date_to_year(&v).map_err(column_error)?)
                 }
                 (Transform::AgeBand(w), Some(v)) => {
-                    Some(transforms::age_band(&v, keys.today, *w).map_err(column_error)?)
+                    Some(transforms::age_band(&v, self.today, *w).map_err(column_error)?)
                 }
                 (Transform::Zip(n), Some(v)) => {
                     Some(transforms::zip_prefix(&v, *n).map_err(column_error)?)
@@ -489,80 +788,141 @@ pub fn write_dataset(
                 (Transform::Day, Some(v)) => {
                     Some(transforms::truncate_time(&v, TimeUnit::Day).map_err(column_error)?)
                 }
-                (Transform::Noise(b), Some(v)) => match noise.get(b) {
+                (Transform::Noise(b), Some(v)) => match self.noise.get(b) {
                     Some(n) => Some(n.apply(&v).map_err(column_error)?),
                     None => None,
                 },
-                (Transform::Scrub, Some(v)) => Some(scrubber.scrub(&v, &[])),
+                (Transform::Scrub, Some(v)) => Some(self.scrubber.scrub(&v, &[])),
+                (Transform::Mask(m), Some(v)) => crate::masks::apply_unkeyed(*m, &v),
                 (Transform::Drop, _) => None,
             };
             out_row.push(transformed);
         }
-        table.push(out_row);
+        Ok(out_row)
     }
-    bar.finish_and_clear();
-    let out_names: Vec<String> = kept.iter().map(|&i| names[i].clone()).collect();
-    // Which source row each output row came from (suppression removes some).
-    let mut source_rows: Vec<usize> = (0..table.len()).collect();
-    let k_report = match &spec.k_anonymity {
-        Some(k) => Some(KReport::from(k_anonymize(
-            k,
-            &out_names,
-            &mut table,
-            &mut source_rows,
-        )?)),
-        None => None,
-    };
-    let utility = spec.utility.as_ref().map(|u| {
-        let raw = |name: &str| -> Vec<Option<String>> {
-            let at = names.iter().position(|n| n == name);
-            source_rows
-                .iter()
-                .map(|&r| at.and_then(|i| json_text(&rows[r][i])))
-                .collect()
-        };
-        let anonymized = |name: &str| -> Vec<Option<String>> {
-            let at = out_names.iter().position(|n| n == name);
-            table
-                .iter()
-                .map(|row| at.and_then(|i| row[i].clone()))
-                .collect()
-        };
-        utility_check(u, &raw, &anonymized)
-    });
 
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let file_name = format!(
-        "{}.{}",
-        spec.name,
-        match spec.format {
-            Format::Csv => "csv",
-            Format::Jsonl => "jsonl",
-        }
-    );
-    let path = out.join(&file_name);
-    write_rows(&path, spec.format, &out_names, &table)?;
-    let report = ExportReport {
-        dataset: spec.name.clone(),
-        principal: principal.to_owned(),
-        purpose: spec.purpose.clone(),
-        format: format!("{:?}", spec.format).to_ascii_lowercase(),
-        file: file_name,
-        rows_read: rows.len(),
-        rows_written: table.len(),
-        columns: names
-            .iter()
-            .map(|n| (n.clone(), spec.columns.get(n).cloned().unwrap_or_default()))
-            .collect(),
-        k_anonymity: k_report,
-        utility,
-    };
-    let report_path = out.join("report.json");
-    let json = serde_json::to_vec_pretty(&report).map_err(|e| io(&report_path, e.into()))?;
-    std::fs::write(&report_path, json).map_err(|e| io(&report_path, e))?;
-    let summary_path = out.join("summary.txt");
-    std::fs::write(&summary_path, summary(&report)).map_err(|e| io(&summary_path, e))?;
-    Ok(report)
+    /// Gives up: the partial output is removed (dropping the writer does
+    /// that), so nothing looks complete.
+    pub fn abandon(self) {
+        self.bar.finish_and_clear();
+    }
+
+    /// Applies k-anonymity (held rows), writes what is left, runs the
+    /// utility check, releases the DP aggregates, and writes `report.json`
+    /// and `summary.txt`.
+    pub fn finish(self, principal: &str) -> Result<ExportReport, ExportError> {
+        self.bar.finish_and_clear();
+        let out_names: Vec<String> = self.out_columns.iter().map(|c| c.name.clone()).collect();
+        let path = self.out.join(&self.file_name);
+        let (rows_written, k_report, utility) = match self.rows {
+            Rows::Streamed(writer) => {
+                let written = writer.finish()?;
+                let utility =
+                    self.utility
+                        .as_ref()
+                        .zip(self.spec.utility.as_ref())
+                        .map(|(u, spec)| {
+                            let column =
+                                |rows: &[Vec<Option<String>>], name: &str| -> Vec<Option<String>> {
+                                    let at = u.names.iter().position(|n| n == name);
+                                    rows.iter().map(|r| at.and_then(|i| r[i].clone())).collect()
+                                };
+                            utility_check(spec, &|n| column(&u.raw, n), &|n| column(&u.released, n))
+                        });
+                (written.rows as usize, None, utility)
+            }
+            Rows::Held(mut table) => {
+                // Which source row each output row came from (suppression removes some).
+                let mut source_rows: Vec<usize> = (0..table.len()).collect();
+                let k_report = match &self.spec.k_anonymity {
+                    Some(k) => Some(KReport::from(k_anonymize(
+                        k,
+                        &out_names,
+                        &mut table,
+                        &mut source_rows,
+                    )?)),
+                    None => None,
+                };
+                let utility =
+                    self.utility
+                        .as_ref()
+                        .zip(self.spec.utility.as_ref())
+                        .map(|(u, spec)| {
+                            let raw = |name: &str| -> Vec<Option<String>> {
+                                let at = u.names.iter().position(|n| n == name);
+                                source_rows
+                                    .iter()
+                                    .map(|&r| at.and_then(|i| u.raw[r][i].clone()))
+                                    .collect()
+                            };
+                            let released = |name: &str| -> Vec<Option<String>> {
+                                let at = out_names.iter().position(|n| n == name);
+                                table
+                                    .iter()
+                                    .map(|row| at.and_then(|i| row[i].clone()))
+                                    .collect()
+                            };
+                            utility_check(spec, &raw, &released)
+                        });
+                let mut writer = DatasetWriter::create(&path, self.spec.format, &self.out_columns)?;
+                for row in &table {
+                    writer.write_row(row)?;
+                }
+                writer.finish()?;
+                (table.len(), k_report, utility)
+            }
+        };
+        let aggregates = match self.aggregates {
+            Some(a) => {
+                let released = a
+                    .release(&anonymizer::dp::Sampler::new())
+                    .map_err(|e| ExportError::Dp(e.to_string()))?;
+                let path = self.out.join("aggregates.json");
+                let json = serde_json::to_vec_pretty(&released).map_err(|e| io(&path, e.into()))?;
+                write_synced(&path, &json)?;
+                Some(released)
+            }
+            None => None,
+        };
+        let report = ExportReport {
+            dataset: self.spec.name.clone(),
+            principal: principal.to_owned(),
+            purpose: self.spec.purpose.clone(),
+            format: self.spec.format.extension().to_owned(),
+            file: self.file_name.clone(),
+            rows_read: self.rows_read,
+            rows_written,
+            columns: self
+                .names
+                .iter()
+                .map(|n| {
+                    (
+                        n.clone(),
+                        self.spec.columns.get(n).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            k_anonymity: k_report,
+            utility,
+            aggregates,
+        };
+        let report_path = self.out.join("report.json");
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| io(&report_path, e.into()))?;
+        write_synced(&report_path, &json)?;
+        let summary_path = self.out.join("summary.txt");
+        write_synced(&summary_path, summary(&report).as_bytes())?;
+        Ok(report)
+    }
+}
+
+/// Writes a small file and syncs it, so a report never claims an export
+/// the disk does not hold.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io(path, e))
 }
 
 fn io(path: &Path, source: std::io::Error) -> ExportError {
@@ -840,66 +1200,6 @@ fn rfm_agreement(
     (same, n)
 }
 
-fn write_rows(
-    path: &Path,
-    format: Format,
-    names: &[String],
-    table: &[Vec<Option<String>>],
-) -> Result<(), ExportError> {
-    let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
-    let mut w = std::io::BufWriter::new(file);
-    let result: std::io::Result<()> = (|| {
-        match format {
-            Format::Csv => {
-                writeln!(
-                    w,
-                    "{}",
-                    names
-                        .iter()
-                        .map(|n| csv_field(n))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )?;
-                for row in table {
-                    let line: Vec<String> = row
-                        .iter()
-                        .map(|v| v.as_deref().map(csv_field).unwrap_or_default())
-                        .collect();
-                    writeln!(w, "{}", line.join(","))?;
-                }
-            }
-            Format::Jsonl => {
-                for row in table {
-                    let object: serde_json::Map<String, Json> = names
-                        .iter()
-                        .zip(row)
-                        .map(|(n, v)| (n.clone(), v.clone().map_or(Json::Null, Json::String)))
-                        .collect();
-                    writeln!(w, "{}", Json::Object(object))?;
-                }
-            }
-        }
-        w.flush()?;
-        w.get_ref().sync_all()
-    })();
-    result.map_err(|e| io(path, e))
-}
-
-/// RFC 4180 quoting, and a leading `'` before `=`, `+`, `-`, `@` so a
-/// spreadsheet never runs a value as a formula.
-fn csv_field(value: &str) -> String {
-    let guarded = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
-}
-
 fn summary(report: &ExportReport) -> String {
     let mut s = format!(
         "Dataset {} for {} ({}): {} of {} rows written to {}.\n",
@@ -938,6 +1238,14 @@ mod tests {
         assert!(Transform::parse("hash")
             .unwrap_err()
             .contains("unknown transform"));
+        assert_eq!(
+            Transform::parse("mask:email_partial").unwrap(),
+            Transform::Mask(crate::masks::Mask::EmailPartial)
+        );
+        assert!(Transform::parse("mask:pseudonym").is_err());
+        assert!(Transform::parse("mask:nope")
+            .unwrap_err()
+            .contains("unknown mask"));
     }
 
     #[test]
@@ -1006,14 +1314,6 @@ mod tests {
         assert_eq!(rfm_agreement([&r, &f, &m], [&ar, &f, &am]), (3, 3));
         let shifted = col(&["2025-11", "2025-06", "2025-01"]);
         assert_eq!(rfm_agreement([&r, &f, &m], [&shifted, &f, &am]), (1, 3));
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_defused() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_field("-12"), "-12");
     }
 
     #[test]
