@@ -179,10 +179,36 @@ pub fn truncate_time(value: &str, unit: TimeUnit) -> Result<String, TransformErr
     if !zone_ok {
         return Err(bad("truncate", "a UTC time (Z or +00:00)", value));
     }
-    Ok(match unit {
-        TimeUnit::Hour => format!("{date}T{hour:02}:00:00Z"),
-        TimeUnit::Day => format!("{date}T00:00:00Z"),
-    })
+    // Exports truncate millions of these: build the text directly, no
+    // formatting machinery (the date's own digits when they are canonical).
+    let mut out = String::with_capacity(20);
+    match v.get(..10).filter(|d| canonical_date(d)) {
+        Some(digits) => out.push_str(digits),
+        None => out.push_str(&date.to_string()),
+    }
+    out.push('T');
+    match unit {
+        TimeUnit::Hour => {
+            out.push(char::from(b'0' + (hour / 10) as u8));
+            out.push(char::from(b'0' + (hour % 10) as u8));
+        }
+        TimeUnit::Day => out.push_str("00"),
+    }
+    out.push_str(":00:00Z");
+    Ok(out)
+}
+
+/// `YYYY-MM-DD` exactly (digits and dashes in place), as [`Date`] prints.
+fn canonical_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 /// Adds integer noise drawn uniformly from `[-bound, bound]` by the
@@ -260,10 +286,12 @@ impl DatasetPseudonymizer {
     /// any dataset size while tokens stay short).
     pub fn token(&self, value: &str) -> String {
         let tag = hmac::sign(&self.key, value.as_bytes());
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(26);
         out.push_str("p_");
         for b in &tag.as_ref()[..12] {
-            out.push_str(&format!("{b:02x}"));
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
         out
     }

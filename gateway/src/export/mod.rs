@@ -753,10 +753,11 @@ impl ExportWriter {
     fn transform_row(&self, row: &[Json]) -> Result<Vec<Option<String>>, ExportError> {
         let mut out_row = Vec::with_capacity(self.kept.len());
         for &i in &self.kept {
-            let value = match row.get(i) {
+            // Borrowed: most transforms read the value and make a new one.
+            let value: Option<std::borrow::Cow<'_, str>> = match row.get(i) {
                 None | Some(Json::Null) => None,
-                Some(Json::String(s)) => Some(s.clone()),
-                Some(other) => Some(other.to_string()),
+                Some(Json::String(s)) => Some(s.as_str().into()),
+                Some(other) => Some(other.to_string().into()),
             };
             let column_error = |e: transforms::TransformError| ExportError::Column {
                 column: self.names[i].clone(),
@@ -764,7 +765,7 @@ impl ExportWriter {
             };
             let transformed = match (&self.plan[i], value) {
                 (_, None) | (Transform::Null, _) => None,
-                (Transform::Keep, v) => v,
+                (Transform::Keep, v) => v.map(std::borrow::Cow::into_owned),
                 (Transform::Redact, Some(_)) => Some("[redacted]".to_owned()),
                 (Transform::Pseudonym, Some(v)) => Some(self.pseudonyms.token(&v)),
                 (Transform::Range(w), Some(v)) => {
