@@ -1088,53 +1088,101 @@ fn hit_rate_at_10(
     items: &[Option<String>],
     times: &[Option<String>],
 ) -> (f64, usize) {
-    let mut histories: HashMap<&str, Vec<(&str, usize, &str)>> = HashMap::new();
+    // Items as dense ids: the counting below runs millions of times.
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    let mut histories: HashMap<&str, Vec<(&str, usize, u32)>> = HashMap::new();
     for (row, ((u, i), t)) in users.iter().zip(items).zip(times).enumerate() {
         if let (Some(u), Some(i)) = (u, i) {
-            histories.entry(u.as_str()).or_default().push((
-                t.as_deref().unwrap_or(""),
-                row,
-                i.as_str(),
-            ));
+            let id = *ids.entry(i.as_str()).or_insert_with(|| {
+                names.push(i.as_str());
+                (names.len() - 1) as u32
+            });
+            histories
+                .entry(u.as_str())
+                .or_default()
+                .push((t.as_deref().unwrap_or(""), row, id));
         }
     }
-    let mut held_out: Vec<(&str, &str)> = Vec::new();
-    let mut training: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (user, mut history) in histories {
+    // Users in a fixed order, so the result does not depend on hashing.
+    let mut histories: Vec<(&str, Vec<(&str, usize, u32)>)> = histories.into_iter().collect();
+    histories.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut held_out: Vec<(usize, u32)> = Vec::new();
+    let mut training: Vec<Vec<u32>> = Vec::new();
+    for (_, mut history) in histories {
         history.sort();
         if history.len() >= 2 {
             if let Some((_, _, last)) = history.pop() {
-                held_out.push((user, last));
+                held_out.push((training.len(), last));
             }
         }
-        let mut items: Vec<&str> = history.iter().map(|(_, _, i)| *i).collect();
+        let mut items: Vec<u32> = history.iter().map(|(_, _, i)| *i).collect();
         items.sort_unstable();
         items.dedup();
-        training.insert(user, items);
+        training.push(items);
     }
-    let mut co: HashMap<&str, HashMap<&str, u32>> = HashMap::new();
-    for items in training.values() {
-        for a in items {
-            for b in items {
-                if a != b {
-                    *co.entry(a).or_default().entry(b).or_default() += 1;
+    // Pair counts: a dense matrix for catalogues of up to 4,096 items
+    // (64 MiB at most), a map beyond.
+    let n_items = names.len();
+    let mut co: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n_items];
+    if n_items <= 4096 {
+        let mut matrix = vec![0u32; n_items * n_items];
+        for items in &training {
+            for &a in items {
+                let row = &mut matrix[a as usize * n_items..(a as usize + 1) * n_items];
+                for &b in items {
+                    row[b as usize] += 1;
                 }
             }
         }
-    }
-    let mut hits = 0usize;
-    for (user, target) in &held_out {
-        let mut scores: HashMap<&str, u32> = HashMap::new();
-        for a in training.get(user).map(Vec::as_slice).unwrap_or(&[]) {
-            for (b, n) in co.get(a).into_iter().flatten() {
-                *scores.entry(b).or_default() += n;
+        for (a, row) in matrix.chunks(n_items.max(1)).enumerate() {
+            co[a] = row
+                .iter()
+                .enumerate()
+                .filter(|&(b, n)| *n > 0 && b != a)
+                .map(|(b, n)| (b as u32, *n))
+                .collect();
+        }
+    } else {
+        let mut pairs: HashMap<(u32, u32), u32> = HashMap::new();
+        for items in &training {
+            for &a in items {
+                for &b in items {
+                    if a != b {
+                        *pairs.entry((a, b)).or_default() += 1;
+                    }
+                }
             }
         }
-        let mut ranked: Vec<(&str, u32)> = scores.into_iter().collect();
-        ranked.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
-        if ranked.iter().take(10).any(|(i, _)| i == target) {
+        for ((a, b), n) in pairs {
+            co[a as usize].push((b, n));
+        }
+    }
+    let mut scores = vec![0u32; names.len()];
+    let mut touched: Vec<u32> = Vec::new();
+    let mut hits = 0usize;
+    for &(user, target) in &held_out {
+        for &a in &training[user] {
+            for &(b, n) in &co[a as usize] {
+                if scores[b as usize] == 0 {
+                    touched.push(b);
+                }
+                scores[b as usize] += n;
+            }
+        }
+        // Top 10 by score, ties by item name.
+        touched.sort_unstable_by(|x, y| {
+            scores[*y as usize]
+                .cmp(&scores[*x as usize])
+                .then(names[*x as usize].cmp(names[*y as usize]))
+        });
+        if touched.iter().take(10).any(|&i| i == target) {
             hits += 1;
         }
+        for &b in &touched {
+            scores[b as usize] = 0;
+        }
+        touched.clear();
     }
     let n = held_out.len();
     (if n == 0 { 0.0 } else { hits as f64 / n as f64 }, n)
