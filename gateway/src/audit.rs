@@ -50,6 +50,8 @@ pub struct AccessRecord {
     pub policies: BTreeSet<String>,
     pub subjects: Subjects,
     pub rows: u64,
+    /// The anomaly detector's verdict, once it ran.
+    pub anomaly: Option<audit::Anomaly>,
 }
 
 impl Default for AccessRecord {
@@ -63,6 +65,7 @@ impl Default for AccessRecord {
             policies: BTreeSet::new(),
             subjects: Subjects::default(),
             rows: 0,
+            anomaly: None,
         }
     }
 }
@@ -231,7 +234,7 @@ pub fn event(
         policies: record.policies.into_iter().collect(),
         rows: record.rows,
         subjects: record.subjects,
-        anomaly: audit::Anomaly::default(),
+        anomaly: record.anomaly.unwrap_or_default(),
         latency_us: u64::try_from(facts.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         outcome,
         error_code: error.map(|e| e.code.as_str().to_owned()),

@@ -225,6 +225,38 @@ pub struct Config {
     /// The master key file; `None`: `PRIVET_MASTER_KEY`, else
     /// `privet-master.key` beside the data dir (see [`crate::keyring`]).
     pub master_key_file: Option<PathBuf>,
+    /// Anomaly detection (`[anomaly]`).
+    pub anomaly: AnomalyConfig,
+}
+
+/// `[anomaly]`: the detector's settings and what to do at which score.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Off: no scoring (every event says score 0, action `none`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Baselines, in `DATA_DIR/anomaly-state.json`.
+    #[serde(default)]
+    pub detector: anomaly::DetectorConfig,
+    /// `[anomaly.actions.default]` and `[anomaly.actions.principals.NAME]`:
+    /// ladders of `{ threshold, action, retry_after_secs }`.
+    #[serde(default)]
+    pub actions: anomaly::ActionPolicies,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            enabled: true,
+            detector: anomaly::DetectorConfig::default(),
+            actions: anomaly::ActionPolicies::default(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -243,6 +275,8 @@ struct RawConfig {
     principals: Vec<RawPrincipal>,
     #[serde(default)]
     classification: BTreeMap<String, Spanned<RawClass>>,
+    #[serde(default)]
+    anomaly: AnomalyConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -446,6 +480,7 @@ impl Config {
             principals,
             classification,
             master_key_file,
+            anomaly: raw.anomaly,
         })
     }
 

@@ -37,6 +37,10 @@ pub enum ErrorCode {
     KeysUnavailable,
     /// A DP export would spend more ε than the principal has left.
     PrivacyBudgetExhausted,
+    /// The anomaly detector's action for this principal throttles it.
+    AnomalyThrottled,
+    /// The anomaly detector's action for this principal blocks the answer.
+    AnomalyBlocked,
     Internal,
 }
 
@@ -66,6 +70,8 @@ impl ErrorCode {
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::KeysUnavailable => "keys_unavailable",
             ErrorCode::PrivacyBudgetExhausted => "privacy_budget_exhausted",
+            ErrorCode::AnomalyThrottled => "anomaly_throttled",
+            ErrorCode::AnomalyBlocked => "anomaly_blocked",
             ErrorCode::Internal => "internal",
         }
     }
@@ -83,7 +89,9 @@ impl ErrorCode {
             ErrorCode::PurposeDenied
             | ErrorCode::PolicyDenied
             | ErrorCode::BackendRefused
-            | ErrorCode::PrivacyBudgetExhausted => 403,
+            | ErrorCode::PrivacyBudgetExhausted
+            | ErrorCode::AnomalyBlocked => 403,
+            ErrorCode::AnomalyThrottled => 429,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
@@ -110,6 +118,8 @@ pub struct RequestError {
     pub table: Option<String>,
     /// For `policy_denied`: the column concerned, if the denial is about one.
     pub column: Option<String>,
+    /// For `anomaly_throttled`: seconds before trying again (`Retry-After`).
+    pub retry_after_secs: Option<u32>,
 }
 
 impl RequestError {
@@ -120,6 +130,7 @@ impl RequestError {
             policy_ids: Vec::new(),
             table: None,
             column: None,
+            retry_after_secs: None,
         }
     }
 }

@@ -301,9 +301,10 @@ async fn record(
     request_id: &str,
     endpoint: &'static str,
     at: Started,
-    handled: Handled,
+    mut handled: Handled,
     result: Result<serde_json::Value, RequestError>,
 ) -> Result<serde_json::Value, RequestError> {
+    let result = detect(state, peer, endpoint, at, &mut handled, result);
     let facts = RequestFacts {
         time_us: at.time_us,
         request_id,
@@ -340,6 +341,88 @@ async fn record(
     result
 }
 
+/// Scores a data request (queries, exports) with the anomaly detector and
+/// applies the principal's action: throttle (429, `Retry-After`) or block
+/// (403) withhold the answer; log and alert let it through. The verdict
+/// goes into the audit event and the metrics either way.
+fn detect(
+    state: &AppState,
+    peer: SocketAddr,
+    endpoint: &'static str,
+    at: Started,
+    handled: &mut Handled,
+    result: Result<serde_json::Value, RequestError>,
+) -> Result<serde_json::Value, RequestError> {
+    if !matches!(endpoint, "query" | "export") {
+        return result;
+    }
+    let Some(principal) = handled.principal.as_ref() else {
+        return result;
+    };
+    let gateway = &state.gateway;
+    let Some(verdict) = gateway.detection().assess(
+        &principal.spec.name,
+        peer.ip(),
+        at.time_us,
+        &handled.record,
+        gateway.config(),
+        endpoint == "export",
+    ) else {
+        return result;
+    };
+    let action = verdict.action;
+    let action_name = action.map_or("none", anomaly::Action::as_str);
+    if verdict.assessment.score() > 0.0 {
+        state.metrics.anomaly(
+            verdict.assessment.reasons().iter().map(|r| r.kind.as_str()),
+            action_name,
+        );
+    }
+    if matches!(action, Some(anomaly::Action::Alert)) {
+        tracing::warn!(
+            principal = %principal.spec.name,
+            score = verdict.assessment.score(),
+            reasons = ?verdict.audit().reasons,
+            "anomalous access"
+        );
+    }
+    handled.record.anomaly = Some(verdict.audit());
+    let why = || {
+        verdict
+            .assessment
+            .reasons()
+            .iter()
+            .map(|r| r.detail.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match (action, result) {
+        (Some(anomaly::Action::Throttle { retry_after_secs }), Ok(_)) => {
+            let mut e = RequestError::new(
+                ErrorCode::AnomalyThrottled,
+                format!(
+                    "{} is throttled: this access looks anomalous (score {:.2}: {}); the answer is withheld, retry after {retry_after_secs} s",
+                    principal.spec.name,
+                    verdict.assessment.score(),
+                    why()
+                ),
+            );
+            e.retry_after_secs = Some(retry_after_secs.get());
+            Err(e)
+        }
+        (Some(anomaly::Action::Block), Ok(_)) => Err(RequestError::new(
+            ErrorCode::AnomalyBlocked,
+            format!(
+                "{} is blocked: this access looks anomalous (score {:.2}: {}); the answer is withheld and the access is audited",
+                principal.spec.name,
+                verdict.assessment.score(),
+                why()
+            ),
+        )),
+        (_, result) => result,
+    }
+}
+
 /// The audit endpoints, all `GET`, all needing Cedar's `audit_read`.
 const AUDIT_PREFIX: &str = "/v1/audit/";
 
@@ -374,7 +457,7 @@ async fn audit_endpoint(
             )
         })?;
         handled.purpose = Some(purpose.clone());
-        let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+        let ctx = state.gateway.context(&principal, &purpose, peer.ip());
         state.gateway.authorize_audit_read(&principal, ctx)?;
         let trail = Arc::clone(&state.audit);
         let pseudonymize = state.gateway.subject_pseudonymizer();
@@ -640,7 +723,7 @@ async fn run_query(
         ))
     })?;
     if endpoint == Endpoint::ReloadPolicies {
-        let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+        let ctx = state.gateway.context(principal, &purpose, peer.ip());
         state.gateway.authorize_admin(principal, ctx)?;
         let reloaded = state.gateway.reload_policies().map_err(|e| {
             RequestError::new(
@@ -659,7 +742,7 @@ async fn run_query(
                     .into(),
             )
         })?;
-        let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+        let ctx = state.gateway.context(principal, &purpose, peer.ip());
         let out = state
             .gateway
             .config()
@@ -690,14 +773,14 @@ async fn run_query(
     if endpoint == Endpoint::Explain {
         let mut explanation = serde_json::to_value(state.gateway.explain(
             principal,
-            crate::pipeline::request_context(&purpose, peer.ip()),
+            state.gateway.context(principal, &purpose, peer.ip()),
             &sql,
         ))
         .map_err(|e| RequestError::new(ErrorCode::Internal, e.to_string()))?;
         explanation["request_id"] = json!(request_id);
         return Ok(explanation);
     }
-    let ctx = crate::pipeline::request_context(&purpose, peer.ip());
+    let ctx = state.gateway.context(principal, &purpose, peer.ip());
     let result = state
         .gateway
         .query(principal, ctx, &sql, &mut handled.record)
@@ -826,6 +909,10 @@ fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes
         }
         ErrorCode::BackendBusy | ErrorCode::BackendUnavailable | ErrorCode::AuditUnavailable => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        ErrorCode::AnomalyThrottled => {
+            let secs = error.retry_after_secs.unwrap_or(60);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout => {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -17,6 +17,7 @@ pub mod catalog;
 mod civil;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod error;
 pub mod explain;
 pub mod export;

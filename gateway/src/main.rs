@@ -45,6 +45,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum AnomalyCommand {
+    /// Replay normal traffic for every demo principal (daily rhythm, noise)
+    /// with injected attacks of every kind at several intensities; print
+    /// precision, recall and false-positive rate per kind and overall.
+    Evaluate {
+        /// PRNG seed: the same seed gives the same workload and figures.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Weeks of traffic instead of the short run.
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the gateway. With no config, creates a demo setup in the data dir.
     Serve {
@@ -97,6 +112,13 @@ enum Command {
         /// The requesting principal.
         #[arg(long = "as", value_name = "PRINCIPAL")]
         principal: String,
+    },
+    /// Anomaly detection: `privet anomaly evaluate` replays a synthetic
+    /// workload of the demo principals with injected attacks and prints
+    /// precision, recall and false-positive rate per attack kind.
+    Anomaly {
+        #[command(subcommand)]
+        command: AnomalyCommand,
     },
     /// Create the demo commerce store with deterministic synthetic data.
     Seed {
@@ -350,6 +372,21 @@ fn run(cli: Cli) -> Result<bool> {
 
 async fn run_command(command: Command, sources: Sources) -> Result<bool> {
     match command {
+        Command::Anomaly {
+            command: AnomalyCommand::Evaluate { seed, full },
+        } => {
+            let scale = if full {
+                anomaly::evaluate::Scale::Full
+            } else {
+                anomaly::evaluate::Scale::Short
+            };
+            let report =
+                tokio::task::spawn_blocking(move || anomaly::evaluate::evaluate(seed, scale))
+                    .await
+                    .context("running the evaluation")?;
+            println!("{report}");
+            Ok(true)
+        }
         Command::Serve { listen } => serve(&sources, listen).await.map(|()| true),
         Command::Keys { command } => keys_command(&sources, command).await.map(|()| true),
         Command::Export {
@@ -842,11 +879,21 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
         // handler is installed by now.
         println!("privet listening on http://{local}");
         let _ = std::io::stdout().flush();
-        http::serve(state, listener, shutdown)
+        let baselines = tokio::spawn(save_baselines(Arc::clone(&state)));
+        http::serve(Arc::clone(&state), listener, shutdown)
             .await
             .context("serving HTTP")?;
         indexer.abort();
         shreds.abort();
+        baselines.abort();
+        // The baselines of this run survive the restart.
+        let detection_state = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || detection_state.gateway.detection().save()).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "anomaly baselines not saved at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "anomaly baselines not saved at shutdown"),
+        }
     }
     // The index gets every event of this run (`privet audit search` reads
     // it while the gateway is down)...
@@ -868,6 +915,23 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Saves the anomaly baselines every minute, so a crash loses at most a
+/// minute of learning.
+async fn save_baselines(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let saving = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || saving.gateway.detection().save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "saving the anomaly baselines"),
+            Err(e) => tracing::warn!(error = %e, "saving the anomaly baselines"),
+        }
+    }
 }
 
 /// Records in the audit log the subjects `privet keys shred` shreds while

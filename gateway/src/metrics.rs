@@ -17,6 +17,8 @@ pub struct Metrics {
     /// (principal, outcome) → count. Cardinality is bounded: principals come
     /// from the config (plus "anonymous"), outcomes from the error codes.
     requests: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// (anomaly kind, action) → count; both from fixed sets.
+    anomalies: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
@@ -40,6 +42,15 @@ impl Metrics {
         self.count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Records an anomalous request: one count per reason kind, with the
+    /// action taken (`none` when no rung was reached).
+    pub fn anomaly(&self, kinds: impl IntoIterator<Item = &'static str>, action: &'static str) {
+        let mut anomalies = self.anomalies.lock().unwrap_or_else(|p| p.into_inner());
+        for kind in kinds {
+            *anomalies.entry((kind, action)).or_default() += 1;
+        }
     }
 
     /// The text exposition format (version 0.0.4).
@@ -77,6 +88,19 @@ impl Metrics {
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "privet_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "privet_request_duration_seconds_count {count}");
+        out.push_str("# HELP privet_anomalies_total Requests the anomaly detector flagged, by reason kind and the action taken.\n");
+        out.push_str("# TYPE privet_anomalies_total counter\n");
+        for ((kind, action), n) in self
+            .anomalies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "privet_anomalies_total{{kind=\"{kind}\",action=\"{action}\"}} {n}"
+            );
+        }
         out
     }
 }

@@ -28,6 +28,8 @@ pub enum StartError {
     Key(#[from] vault::VaultError),
     #[error(transparent)]
     Keys(#[from] crate::keyring::KeyringError),
+    #[error("anomaly baselines: {0} (move the file aside to start with fresh baselines)")]
+    Anomaly(#[from] anomaly::StateError),
 }
 
 /// A result column with the transform applied to it (none yet: masks come
@@ -128,10 +130,12 @@ pub struct Gateway {
     /// One charge of the privacy budget ledger at a time (read, check,
     /// write), so concurrent exports cannot both spend the last ε.
     budget: std::sync::Mutex<()>,
+    /// The anomaly detector and its baselines.
+    detection: crate::detect::Detection,
 }
 
-/// The Cedar context of a request arriving now from `source`. The anomaly
-/// score is 0 until the detector exists.
+/// The Cedar context of a request arriving now from `source`, with no
+/// anomaly score (tools, offline runs; requests use [`Gateway::context`]).
 pub fn request_context(purpose: &str, source: std::net::IpAddr) -> RequestContext<'_> {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -259,6 +263,7 @@ impl Gateway {
             policies = policies.engine().policy_ids().len(),
             "gateway ready"
         );
+        let detection = crate::detect::Detection::open(&config, &token_key)?;
         Ok(Gateway {
             config,
             keys,
@@ -269,6 +274,7 @@ impl Gateway {
             token_key,
             sealing,
             budget: std::sync::Mutex::new(()),
+            detection,
         })
     }
 
@@ -334,6 +340,25 @@ impl Gateway {
             Resource::Dataset(dataset),
             &format!("export the dataset {dataset}"),
         )
+    }
+
+    /// The anomaly detector.
+    pub fn detection(&self) -> &crate::detect::Detection {
+        &self.detection
+    }
+
+    /// The Cedar context of `principal`'s request arriving now from
+    /// `source`, with its recent anomaly risk as `context.anomaly_score`.
+    pub fn context<'a>(
+        &self,
+        principal: &PrincipalConfig,
+        purpose: &'a str,
+        source: std::net::IpAddr,
+    ) -> RequestContext<'a> {
+        let mut ctx = request_context(purpose, source);
+        let now_ms = u64::try_from(crate::audit::now_us() / 1000).unwrap_or(0);
+        ctx.anomaly_score = self.detection.risk_percent(&principal.spec.name, now_ms);
+        ctx
     }
 
     /// Charges `epsilon_micro` of ε to `principal`'s privacy budget (its

@@ -328,6 +328,12 @@ impl Server {
         }
     }
 
+    /// Hands over the data dir's temp parent (to restart in it with
+    /// [`Server::start_in`] and [`Server::adopt_temp`]).
+    pub fn take_temp(&mut self) -> Option<tempfile::TempDir> {
+        self._temp.take()
+    }
+
     /// Keeps `temp` (the data dir's parent) alive as long as the server.
     pub fn adopt_temp(&mut self, temp: tempfile::TempDir) {
         self._temp = Some(temp);

@@ -1091,7 +1091,9 @@ fn hit_rate_at_10(
     // Items as dense ids: the counting below runs millions of times.
     let mut ids: HashMap<&str, u32> = HashMap::new();
     let mut names: Vec<&str> = Vec::new();
-    let mut histories: HashMap<&str, Vec<(&str, usize, u32)>> = HashMap::new();
+    // Per user: (time, row, item) of each interaction.
+    type History<'a> = Vec<(&'a str, usize, u32)>;
+    let mut histories: HashMap<&str, History<'_>> = HashMap::new();
     for (row, ((u, i), t)) in users.iter().zip(items).zip(times).enumerate() {
         if let (Some(u), Some(i)) = (u, i) {
             let id = *ids.entry(i.as_str()).or_insert_with(|| {
@@ -1105,7 +1107,7 @@ fn hit_rate_at_10(
         }
     }
     // Users in a fixed order, so the result does not depend on hashing.
-    let mut histories: Vec<(&str, Vec<(&str, usize, u32)>)> = histories.into_iter().collect();
+    let mut histories: Vec<(&str, History<'_>)> = histories.into_iter().collect();
     histories.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut held_out: Vec<(usize, u32)> = Vec::new();
     let mut training: Vec<Vec<u32>> = Vec::new();
