@@ -691,6 +691,43 @@ mod tests {
     }
 
     #[test]
+    fn anomaly_ladders_parse_and_bad_ones_name_the_problem() {
+        let text = format!(
+            "{}\n[anomaly.detector]\nwarmup_requests = 5\n\n[anomaly.actions.principals]\n\"a\" = [{{ threshold = 0.5, action = \"throttle\", retry_after_secs = 30 }}, {{ threshold = 0.9, action = \"block\" }}]\n",
+            principal("a", HASH_A)
+        );
+        let c = parse(&text).unwrap();
+        assert!(c.anomaly.enabled);
+        assert_eq!(c.anomaly.detector.warmup_requests, 5);
+        assert_eq!(
+            c.anomaly.actions.decide("a", 0.95),
+            Some(anomaly::Action::Block)
+        );
+        assert_eq!(c.anomaly.actions.decide("a", 0.2), None);
+        // Other principals keep the default ladder (log from 0.3).
+        assert_eq!(
+            c.anomaly.actions.decide("b", 0.35),
+            Some(anomaly::Action::Log)
+        );
+        for (bad, needle) in [
+            (
+                "[anomaly.actions.principals]\n\"a\" = [{ threshold = 1.5, action = \"log\" }]",
+                "[0, 1]",
+            ),
+            (
+                "[anomaly.actions.principals]\n\"a\" = [{ threshold = 0.5, action = \"throttle\" }]",
+                "retry_after_secs",
+            ),
+            ("[anomaly.detector]\nwarmup_request = 5", "warmup_request"),
+        ] {
+            let err = parse(&format!("{}\n{bad}\n", principal("a", HASH_A)))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("line ") && err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_are_safe_and_relative_to_the_config_file() {
         let c = parse("").unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
