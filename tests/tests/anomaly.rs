@@ -1,8 +1,9 @@
 //! Anomaly detection end to end (issue 8): a support agent's key used to
 //! enumerate customers one at a time is caught by the enumeration rule,
 //! the configured action withholds the answers (429 with Retry-After), the
-//! verdict and its reasons are in the audit event and in `/metrics`, and
-//! the baselines survive a restart.
+//! verdict and its reasons are in the audit event and in `/metrics`, a
+//! Cedar policy on `context.anomaly_score` refuses the agent from then on,
+//! and the baselines survive a restart.
 
 use e2e::{path_str, privet, Server};
 
@@ -20,6 +21,15 @@ async fn enumeration_is_throttled_audited_and_counted() {
          \"support-agent-eu\" = [{ threshold = 0.3, action = \"log\" }, { threshold = 0.5, action = \"throttle\", retry_after_secs = 30 }]\n",
     );
     std::fs::write(&config, text).expect("config");
+    // And a policy that reads the detector's risk: once the agent's recent
+    // score is high, Cedar itself refuses it.
+    std::fs::write(
+        server.data_dir.join("policies/anomaly.cedar"),
+        "@id(\"anomalous-support-forbidden\")\n\
+         forbid (principal == Privet::User::\"support-agent-eu\", action, resource)\n\
+         when { context.anomaly_score >= 50 };\n",
+    )
+    .expect("policy");
     let dir = server.data_dir.clone();
     let temp = server.take_temp();
     drop(server);
@@ -83,6 +93,24 @@ async fn enumeration_is_throttled_audited_and_counted() {
     assert!(!body.contains("\"rows\""), "{body}");
     assert!(body.contains("looked up one at a time"), "{body}");
 
+    // From now on its risk is high: Cedar's forbid holds even for the
+    // customer it looked at all along.
+    let denied = server
+        .query("support-agent-eu", "support", &lookup(ids[0]))
+        .await;
+    assert_eq!(
+        denied.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&denied.body)
+    );
+    assert_eq!(denied.error_code(), "policy_denied");
+    assert!(
+        String::from_utf8_lossy(&denied.body).contains("anomalous-support-forbidden"),
+        "{}",
+        String::from_utf8_lossy(&denied.body)
+    );
+
     let metrics = String::from_utf8_lossy(&server.get("admin", "/metrics").await.body).into_owned();
     assert!(
         metrics.contains("privet_anomalies_total{kind=\"enumeration\",action=\"throttle\"}"),
@@ -125,8 +153,8 @@ async fn enumeration_is_throttled_audited_and_counted() {
         "{event}"
     );
 
-    // A restart does not reset the baselines: the next new customer is
-    // still the enumeration's, and still refused.
+    // A restart does not reset the baselines: the agent's risk is still
+    // high, so the next lookup is still refused.
     let mut server = Server::start_in(&dir, &[]);
     if let Some(temp) = server_temp.take() {
         server.adopt_temp(temp);
@@ -137,8 +165,9 @@ async fn enumeration_is_throttled_audited_and_counted() {
         .await;
     assert_eq!(
         reply.status,
-        429,
+        403,
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
+    assert_eq!(reply.error_code(), "policy_denied");
 }
