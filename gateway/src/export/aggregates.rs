@@ -16,7 +16,9 @@
 //! - **Which groups appear.** Groups come from the data, so a group is
 //!   released only when its noisy count reaches `min_group_size`. That
 //!   makes the release (ε, δ)-DP rather than pure ε-DP; the report states
-//!   δ, the chance that one subject's rows alone make a group appear.
+//!   δ, the chance that one subject's rows alone make a group appear. A
+//!   threshold that would let δ exceed [`MAX_DELTA`] is refused; without
+//!   one, the smallest that keeps δ within it is used.
 //!   Nothing is said about the groups withheld.
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,10 +46,6 @@ fn one() -> u32 {
     1
 }
 
-fn default_min_group_size() -> i64 {
-    20
-}
-
 /// One released aggregate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,9 +62,9 @@ pub struct AggregateSpec {
     pub group_by: Vec<String>,
     /// ε as a decimal string (`"0.5"`): exact, never a float.
     pub epsilon: String,
-    /// A group is released only when its noisy count reaches this.
-    #[serde(default = "default_min_group_size")]
-    pub min_group_size: i64,
+    /// A group is released only when its noisy count reaches this;
+    /// default: the smallest that keeps δ within [`MAX_DELTA`].
+    pub min_group_size: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -81,6 +79,8 @@ pub enum AggregateKind {
 #[derive(Debug)]
 struct Plan {
     spec: AggregateSpec,
+    /// The released groups' minimum noisy count.
+    threshold: i64,
     epsilon_micro: u64,
     value_at: Option<usize>,
     bound: i64,
@@ -180,6 +180,22 @@ impl Aggregator {
                     (Some(source_at(column).map_err(context)?), bound)
                 }
             };
+            let count_eps = match a.kind {
+                AggregateKind::Count => epsilon_micro,
+                AggregateKind::Sum | AggregateKind::Mean => (epsilon_micro / 2).max(1),
+            };
+            let per_subject = u64::from(spec.max_rows_per_subject);
+            let threshold = a
+                .min_group_size
+                .unwrap_or_else(|| min_threshold(per_subject, count_eps));
+            let d = delta(per_subject, count_eps, threshold);
+            if d > MAX_DELTA {
+                return Err(context(format!(
+                    "with ε = {} and min_group_size = {threshold}, one subject alone would make a group appear with probability δ = {d:.1e} (at most {MAX_DELTA:e} is allowed); raise min_group_size to at least {} (or leave it out) or raise ε",
+                    a.epsilon,
+                    min_threshold(per_subject, count_eps)
+                )));
+            }
             let mut group_at = Vec::new();
             for g in &a.group_by {
                 let at = released.iter().position(|n| n == g).ok_or_else(|| {
@@ -190,6 +206,7 @@ impl Aggregator {
                 group_at.push(at);
             }
             plans.push(Plan {
+                threshold,
                 spec: a.clone(),
                 epsilon_micro,
                 value_at,
@@ -283,7 +300,7 @@ impl Aggregator {
             keys.sort_by(|a, b| a.0.cmp(&b.0));
             for (key, (count, sum)) in keys {
                 let noisy_count = sampler.noisy(count, per_subject, count_eps)?;
-                if noisy_count < plan.spec.min_group_size {
+                if noisy_count < plan.threshold {
                     continue;
                 }
                 let value = match plan.spec.kind {
@@ -309,21 +326,28 @@ impl Aggregator {
                 });
             }
             out.push(AggregateRelease {
-                delta: format!(
-                    "{:.1e}",
-                    delta(per_subject, count_eps, plan.spec.min_group_size)
-                ),
+                delta: format!("{:.1e}", delta(per_subject, count_eps, plan.threshold)),
                 name: plan.spec.name,
                 kind: plan.spec.kind,
                 column: plan.spec.column,
                 group_by: plan.spec.group_by,
                 epsilon: plan.spec.epsilon,
-                min_group_size: plan.spec.min_group_size,
+                min_group_size: plan.threshold,
                 groups,
             });
         }
         Ok(out)
     }
+}
+
+/// The largest δ an aggregate may have (the threshold's guarantee).
+pub const MAX_DELTA: f64 = 1e-5;
+
+/// The smallest `min_group_size` keeping δ within [`MAX_DELTA`].
+fn min_threshold(per_subject: u64, epsilon_micro: u64) -> i64 {
+    let b = per_subject as f64 * dp::MICRO as f64 / epsilon_micro.max(1) as f64;
+    let k = -b * (MAX_DELTA * (1.0 + (-1.0 / b).exp())).ln();
+    per_subject as i64 + k.ceil() as i64
 }
 
 /// P[a group made of one subject's rows alone is released]: its count is at
@@ -428,6 +452,22 @@ min_group_size = 20
         }
         let d: f64 = out[0].delta.parse().unwrap();
         assert!(d > 0.0 && d < 1e-7, "{d}");
+    }
+
+    /// A threshold too low for its ε would let one person's rows show
+    /// through: refused, with the threshold that would do.
+    #[test]
+    fn a_weak_threshold_is_refused_with_the_one_that_would_do() {
+        let text = "subject = \"customer\"\n[[aggregates]]\nname = \"c\"\nkind = \"count\"\nepsilon = \"0.25\"\nmin_group_size = 20";
+        let err = Aggregator::new(&spec(text), &names(&["customer"]), &[]).unwrap_err();
+        assert!(err.contains("raise min_group_size to at least 45"), "{err}");
+        let ok = text.replace("min_group_size = 20", "min_group_size = 45");
+        assert!(Aggregator::new(&spec(&ok), &names(&["customer"]), &[]).is_ok());
+        let default = text.replace("\nmin_group_size = 20", "");
+        let agg = Aggregator::new(&spec(&default), &names(&["customer"]), &[]).unwrap();
+        assert_eq!(agg.plans[0].threshold, 45);
+        assert!(delta(1, 250_000, 45) <= MAX_DELTA);
+        assert!(delta(1, 250_000, 44) > MAX_DELTA);
     }
 
     #[test]
