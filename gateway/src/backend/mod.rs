@@ -173,17 +173,17 @@ pub(crate) enum StreamItem {
 pub(crate) enum RowSink {
     Collect(Vec<Vec<serde_json::Value>>),
     Send {
-        tx: tokio::sync::mpsc::Sender<Result<StreamItem, BackendError>>,
+        tx: StreamSender,
         columns_sent: bool,
     },
 }
 
+type StreamMessage = Result<StreamItem, BackendError>;
+type StreamSender = tokio::sync::mpsc::Sender<StreamMessage>;
+
 impl RowSink {
     /// A sink for a stream and the stream that reads it.
-    fn channel() -> (
-        RowSink,
-        tokio::sync::mpsc::Receiver<Result<StreamItem, BackendError>>,
-    ) {
+    fn channel() -> (RowSink, tokio::sync::mpsc::Receiver<StreamMessage>) {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BATCHES_AHEAD);
         (
             RowSink::Send {
@@ -202,13 +202,13 @@ impl RowSink {
         }
     }
 
-    /// Hands over a batch from a blocking thread; false when the reader is
-    /// gone (stop reading).
-    pub(crate) fn put_blocking(
+    /// Keeps a collected batch, or says what to send a stream's reader
+    /// (the columns before the first rows), and on which channel.
+    fn outgoing(
         &mut self,
         columns: &[OutputColumn],
         batch: Vec<Vec<serde_json::Value>>,
-    ) -> bool {
+    ) -> Option<(&StreamSender, Vec<StreamItem>)> {
         match self {
             RowSink::Collect(rows) => {
                 if rows.is_empty() {
@@ -216,20 +216,34 @@ impl RowSink {
                 } else {
                     rows.extend(batch);
                 }
-                true
+                None
             }
             RowSink::Send { tx, columns_sent } => {
+                let mut items = Vec::with_capacity(2);
                 if !*columns_sent {
                     *columns_sent = true;
-                    if tx
-                        .blocking_send(Ok(StreamItem::Columns(columns.to_vec())))
-                        .is_err()
-                    {
-                        return false;
-                    }
+                    items.push(StreamItem::Columns(columns.to_vec()));
                 }
-                batch.is_empty() || tx.blocking_send(Ok(StreamItem::Rows(batch))).is_ok()
+                if !batch.is_empty() {
+                    items.push(StreamItem::Rows(batch));
+                }
+                Some((tx, items))
             }
+        }
+    }
+
+    /// Hands over a batch from a blocking thread; false when the reader is
+    /// gone (stop reading).
+    pub(crate) fn put_blocking(
+        &mut self,
+        columns: &[OutputColumn],
+        batch: Vec<Vec<serde_json::Value>>,
+    ) -> bool {
+        match self.outgoing(columns, batch) {
+            None => true,
+            Some((tx, items)) => items
+                .into_iter()
+                .all(|item| tx.blocking_send(Ok(item)).is_ok()),
         }
     }
 
@@ -239,50 +253,37 @@ impl RowSink {
         columns: &[OutputColumn],
         batch: Vec<Vec<serde_json::Value>>,
     ) -> bool {
-        match self {
-            RowSink::Collect(rows) => {
-                if rows.is_empty() {
-                    *rows = batch;
-                } else {
-                    rows.extend(batch);
+        if let Some((tx, items)) = self.outgoing(columns, batch) {
+            for item in items {
+                if tx.send(Ok(item)).await.is_err() {
+                    return false;
                 }
-                true
             }
-            RowSink::Send { tx, columns_sent } => {
-                if !*columns_sent {
-                    *columns_sent = true;
-                    if tx
-                        .send(Ok(StreamItem::Columns(columns.to_vec())))
-                        .await
-                        .is_err()
-                    {
-                        return false;
-                    }
-                }
-                batch.is_empty() || tx.send(Ok(StreamItem::Rows(batch))).await.is_ok()
-            }
+        }
+        true
+    }
+
+    /// A stream's last message: truncation or the error (a collected
+    /// reply carries both itself; a clean end needs no message).
+    fn last(&self, end: Result<bool, BackendError>) -> Option<(&StreamSender, StreamMessage)> {
+        match (self, end) {
+            (RowSink::Collect(_), _) | (_, Ok(false)) => None,
+            (RowSink::Send { tx, .. }, Ok(true)) => Some((tx, Ok(StreamItem::Truncated))),
+            (RowSink::Send { tx, .. }, Err(e)) => Some((tx, Err(e))),
         }
     }
 
-    /// Ends a stream: says it was truncated, or passes the error on.
-    /// (A collected reply carries both itself.)
+    /// Ends a stream from a blocking thread.
     pub(crate) fn end_blocking(&mut self, end: Result<bool, BackendError>) {
-        if let RowSink::Send { tx, .. } = self {
-            let _ = match end {
-                Ok(true) => tx.blocking_send(Ok(StreamItem::Truncated)),
-                Ok(false) => Ok(()),
-                Err(e) => tx.blocking_send(Err(e)),
-            };
+        if let Some((tx, message)) = self.last(end) {
+            let _ = tx.blocking_send(message);
         }
     }
 
+    /// Ends a stream from async code.
     pub(crate) async fn end(&mut self, end: Result<bool, BackendError>) {
-        if let RowSink::Send { tx, .. } = self {
-            let _ = match end {
-                Ok(true) => tx.send(Ok(StreamItem::Truncated)).await,
-                Ok(false) => Ok(()),
-                Err(e) => tx.send(Err(e)).await,
-            };
+        if let Some((tx, message)) = self.last(end) {
+            let _ = tx.send(message).await;
         }
     }
 }
@@ -293,14 +294,14 @@ impl RowSink {
 /// held until the stream ends or is dropped.
 pub struct RowStream {
     pub columns: Vec<OutputColumn>,
-    rx: tokio::sync::mpsc::Receiver<Result<StreamItem, BackendError>>,
+    rx: tokio::sync::mpsc::Receiver<StreamMessage>,
     truncated: bool,
 }
 
 impl RowStream {
     /// Waits for the result's columns (or the query's error).
     async fn start(
-        mut rx: tokio::sync::mpsc::Receiver<Result<StreamItem, BackendError>>,
+        mut rx: tokio::sync::mpsc::Receiver<StreamMessage>,
     ) -> Result<RowStream, BackendError> {
         match rx.recv().await {
             Some(Ok(StreamItem::Columns(columns))) => Ok(RowStream {
