@@ -198,7 +198,8 @@ impl Detection {
     }
 }
 
-/// The configured category of `table.column`, as the detector names it.
+/// The configured category of `table.column`, as the detector names it
+/// (`none` and unclassified columns: `None`).
 fn classification(config: &Config, table: &str, column: &str) -> Option<Classification> {
     let key = (table.to_owned(), column.to_owned());
     let class = config.classification.get(&key).or_else(|| {
@@ -206,8 +207,7 @@ fn classification(config: &Config, table: &str, column: &str) -> Option<Classifi
             .classification
             .get(&(table.to_ascii_lowercase(), column.to_ascii_lowercase()))
     })?;
-    let name = serde_json::to_value(class.category).ok()?;
-    Classification::from_name(name.as_str()?)
+    Classification::from_name(class.category.as_str())
 }
 
 fn first_u64(bytes: &[u8]) -> u64 {
