@@ -47,7 +47,7 @@ pub struct AppState {
     pub gateway: Gateway,
     pub audit: Arc<AuditTrail>,
     pub metrics: Metrics,
-    request_ids: RequestIds,
+    pub(crate) request_ids: RequestIds,
 }
 
 impl AppState {
@@ -63,7 +63,7 @@ impl AppState {
 
 /// Request ids: a random per-process prefix and a counter, unique across
 /// restarts and replicas without a random draw per request.
-struct RequestIds {
+pub(crate) struct RequestIds {
     prefix: String,
     next: AtomicU64,
 }
@@ -84,7 +84,7 @@ impl RequestIds {
         }
     }
 
-    fn next(&self) -> String {
+    pub(crate) fn next(&self) -> String {
         format!(
             "{}{:010x}",
             self.prefix,
@@ -270,9 +270,18 @@ async fn handle(
 
 /// When a request arrived.
 #[derive(Clone, Copy)]
-struct Started {
-    instant: Instant,
-    time_us: i64,
+pub(crate) struct Started {
+    pub(crate) instant: Instant,
+    pub(crate) time_us: i64,
+}
+
+impl Started {
+    pub(crate) fn now() -> Started {
+        Started {
+            instant: Instant::now(),
+            time_us: crate::audit::now_us(),
+        }
+    }
 }
 
 /// Ends an audited request: its event is made durable before the reply; if
@@ -295,15 +304,15 @@ async fn finish(
 
 /// The audit, metrics and log of a finished request; the result stands
 /// only if its event is durable.
-async fn record(
+pub(crate) async fn record<T>(
     state: &AppState,
     peer: SocketAddr,
     request_id: &str,
     endpoint: &'static str,
     at: Started,
     mut handled: Handled,
-    result: Result<serde_json::Value, RequestError>,
-) -> Result<serde_json::Value, RequestError> {
+    result: Result<T, RequestError>,
+) -> Result<T, RequestError> {
     let result = detect(state, peer, endpoint, at, &mut handled, result);
     let facts = RequestFacts {
         time_us: at.time_us,
@@ -345,15 +354,16 @@ async fn record(
 /// applies the principal's action: throttle (429, `Retry-After`) or block
 /// (403) withhold the answer; log and alert let it through. The verdict
 /// goes into the audit event and the metrics either way.
-fn detect(
+fn detect<T>(
     state: &AppState,
     peer: SocketAddr,
     endpoint: &'static str,
     at: Started,
     handled: &mut Handled,
-    result: Result<serde_json::Value, RequestError>,
-) -> Result<serde_json::Value, RequestError> {
-    if !matches!(endpoint, "query" | "export") {
+    result: Result<T, RequestError>,
+) -> Result<T, RequestError> {
+    // The data endpoints of both fronts (HTTP, the PostgreSQL protocol).
+    if !matches!(endpoint, "query" | "export" | "pg_query") {
         return result;
     }
     let Some(principal) = handled.principal.as_ref() else {
@@ -654,10 +664,10 @@ impl Endpoint {
 
 /// What a request revealed about itself, for its audit event.
 #[derive(Default)]
-struct Handled {
-    principal: Option<Arc<PrincipalConfig>>,
-    purpose: Option<String>,
-    record: AccessRecord,
+pub(crate) struct Handled {
+    pub(crate) principal: Option<Arc<PrincipalConfig>>,
+    pub(crate) purpose: Option<String>,
+    pub(crate) record: AccessRecord,
 }
 
 /// Handles the authenticated JSON endpoints: the response body or the

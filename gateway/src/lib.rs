@@ -26,6 +26,7 @@ pub mod keyring;
 pub mod keys;
 pub mod masks;
 pub mod metrics;
+pub mod pgwire;
 pub mod pipeline;
 pub mod policytest;
 pub mod rekey;
