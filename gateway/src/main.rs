@@ -66,6 +66,11 @@ enum Command {
         /// Address to listen on [default: the config's `listen`, 127.0.0.1:8080].
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// Also serve the PostgreSQL wire protocol on ADDR (e.g.
+        /// 127.0.0.1:6432): user = principal, password = its API key,
+        /// database `privet` (first slice: simple queries, no TLS yet).
+        #[arg(long, value_name = "ADDR")]
+        pg_listen: Option<SocketAddr>,
     },
     /// Show what the gateway would do with a query, and why, without running it.
     Explain {
@@ -387,7 +392,9 @@ async fn run_command(command: Command, sources: Sources) -> Result<bool> {
             println!("{report}");
             Ok(true)
         }
-        Command::Serve { listen } => serve(&sources, listen).await.map(|()| true),
+        Command::Serve { listen, pg_listen } => {
+            serve(&sources, listen, pg_listen).await.map(|()| true)
+        }
         Command::Keys { command } => keys_command(&sources, command).await.map(|()| true),
         Command::Export {
             spec,
@@ -826,7 +833,11 @@ fn with_backend_override(mut config: Config, sources: &Sources) -> Result<Config
     Ok(config)
 }
 
-async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
+async fn serve(
+    sources: &Sources,
+    listen: Option<SocketAddr>,
+    pg_listen: Option<SocketAddr>,
+) -> Result<()> {
     let data_dir = &sources.data_dir;
     let config = match existing_config(sources)? {
         Some(config) => config,
@@ -870,11 +881,43 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
         let local = listener
             .local_addr()
             .context("reading the listen address")?;
-        let shutdown = shutdown_signal()?;
+        // One signal, told to every front.
+        let signal = shutdown_signal()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stop.send(true);
+        });
+        let shutdown = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
         let indexer = tokio::spawn(index_audit_events(Arc::clone(&trail)));
         let state = Arc::new(AppState::new(gateway, Arc::clone(&trail)));
         let shreds = tokio::spawn(record_shreds(Arc::clone(&state)));
         reload_on_sighup(Arc::clone(&state))?;
+        let pg_front = match pg_listen {
+            None => None,
+            Some(addr) => {
+                let pg_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} for the PostgreSQL protocol")
+                })?;
+                let pg_local = pg_listener
+                    .local_addr()
+                    .context("reading the PostgreSQL listen address")?;
+                println!("privet PostgreSQL protocol on {pg_local} (database privet)");
+                let mut stopped = stopped.clone();
+                Some(tokio::spawn(gateway::pgwire::serve(
+                    Arc::clone(&state),
+                    pg_listener,
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                )))
+            }
+        };
         // Tests and scripts read this line to find the port: every signal
         // handler is installed by now.
         println!("privet listening on http://{local}");
@@ -883,6 +926,13 @@ async fn serve(sources: &Sources, listen: Option<SocketAddr>) -> Result<()> {
         http::serve(Arc::clone(&state), listener, shutdown)
             .await
             .context("serving HTTP")?;
+        if let Some(front) = pg_front {
+            match front.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "PostgreSQL front stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "PostgreSQL front task failed"),
+            }
+        }
         indexer.abort();
         shreds.abort();
         baselines.abort();

@@ -15,9 +15,10 @@
 //! The audit, anomaly detection, metrics and log of a statement are
 //! HTTP's own (`http::record`), with endpoint `pg_query`.
 //!
-//! Not yet: `privet serve` does not start this front (`--pg-listen`); the
-//! extended protocol, TLS, SCRAM, cancel requests, idle limits,
-//! `BEGIN`/`COMMIT`, the catalog view drivers introspect.
+//! `privet serve --pg-listen ADDR` starts it beside HTTP, on the same
+//! shutdown signal. Not yet: the extended protocol, TLS, SCRAM, cancel
+//! requests, idle limits, `BEGIN`/`COMMIT`, the catalog view drivers
+//! introspect, a `pg_listen` config key.
 
 use std::fmt::Debug;
 use std::future::Future;
