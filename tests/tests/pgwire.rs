@@ -53,11 +53,12 @@ async fn a_postgres_driver_queries_through_the_policy_pipeline() {
     assert_eq!(rows.len(), 3);
     // The policy's row filter held: opted-in customers only.
     assert!(rows.iter().all(|v| v.as_deref() == Some("1")), "{rows:?}");
-    let denied = client
+    let Err(denied) = client
         .simple_query("SELECT phone FROM customers LIMIT 1")
         .await
-        .err()
-        .expect("phone is denied to marketing");
+    else {
+        panic!("phone is denied to marketing, yet the query succeeded");
+    };
     assert_eq!(
         denied.code(),
         Some(&SqlState::INSUFFICIENT_PRIVILEGE),
