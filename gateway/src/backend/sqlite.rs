@@ -225,21 +225,7 @@ impl SqliteBackend {
             conn.progress_handler(PROGRESS_INTERVAL, Some(move || Instant::now() >= deadline));
             conn.execute(&write.sql, rusqlite::params_from_iter(&write.params))
                 .map(|n| n as u64)
-                .map_err(|e| match e.sqlite_error_code() {
-                    Some(ErrorCode::OperationInterrupted) => BackendError::Timeout {
-                        timeout_ms: write.timeout.as_millis(),
-                    },
-                    Some(ErrorCode::AuthorizationForStatementDenied) => BackendError::Refused {
-                        message: refused
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .clone()
-                            .unwrap_or_else(|| e.to_string()),
-                    },
-                    _ => BackendError::Query {
-                        message: e.to_string(),
-                    },
-                })
+                .map_err(|e| statement_error(&e, write.timeout, &refused))
         })
         .await
         .map_err(|e| BackendError::Internal {
@@ -368,21 +354,7 @@ fn run_guarded(
     let deadline = Instant::now() + limits.timeout;
     conn.progress_handler(PROGRESS_INTERVAL, Some(move || Instant::now() >= deadline));
 
-    let map_err = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(ErrorCode::OperationInterrupted) => BackendError::Timeout {
-            timeout_ms: limits.timeout.as_millis(),
-        },
-        Some(ErrorCode::AuthorizationForStatementDenied) => BackendError::Refused {
-            message: refused
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_else(|| e.to_string()),
-        },
-        _ => BackendError::Query {
-            message: e.to_string(),
-        },
-    };
+    let map_err = |e: rusqlite::Error| statement_error(&e, limits.timeout, &refused);
 
     let mut stmt = conn.prepare(sql).map_err(map_err)?;
     let mut columns: Vec<OutputColumn> = stmt
@@ -423,6 +395,31 @@ fn run_guarded(
     }
     sink.put_blocking(&columns, batch);
     Ok((columns, truncated))
+}
+
+/// A failed statement as a backend error: interrupted at the deadline
+/// (timeout), refused by the authorizer (naming what it refused, as the
+/// hook recorded it), or rejected by SQLite.
+fn statement_error(
+    e: &rusqlite::Error,
+    timeout: Duration,
+    refused: &Mutex<Option<String>>,
+) -> BackendError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::OperationInterrupted) => BackendError::Timeout {
+            timeout_ms: timeout.as_millis(),
+        },
+        Some(ErrorCode::AuthorizationForStatementDenied) => BackendError::Refused {
+            message: refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| e.to_string()),
+        },
+        _ => BackendError::Query {
+            message: e.to_string(),
+        },
+    }
 }
 
 fn value_type(value: ValueRef<'_>) -> Option<&'static str> {
