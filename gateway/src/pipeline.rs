@@ -84,7 +84,7 @@ impl GovernedStream {
             }
         };
         let mut rows = batch;
-        match gateway.finish_rows(&self.analyzed, &mut rows, record, false) {
+        match gateway.finish_rows(&self.analyzed, &mut rows, record) {
             Ok(shredded) => {
                 for (total, n) in self.shredded.iter_mut().zip(shredded) {
                     *total += n;
@@ -802,22 +802,18 @@ impl Gateway {
         Ok(())
     }
 
-    /// What the gateway does to rows before anyone sees them: records their
-    /// data subjects, removes the hidden subject-key columns, unseals
-    /// decrypted columns. Returns per column how many values were shredded.
+    /// What the gateway does to rows before anyone sees them: adds their
+    /// data subjects to the record (started by `AccessRecord::returned`),
+    /// removes the hidden subject-key columns, unseals decrypted columns.
+    /// Returns per column how many values were shredded.
     fn finish_rows(
         &self,
         analyzed: &sql::AnalyzedQuery,
         rows: &mut [Vec<serde_json::Value>],
         record: &mut crate::audit::AccessRecord,
-        first: bool,
     ) -> Result<Vec<u64>, RequestError> {
         let resolved = &analyzed.resolved;
-        if first {
-            record.returned(&resolved.subjects, rows);
-        } else {
-            record.returned_more(&resolved.subjects, rows);
-        }
+        record.returned_more(&resolved.subjects, rows);
         // The hidden subject-key columns were for the audit record alone.
         let shown = resolved.outputs.len();
         if resolved.subjects.hidden > 0 {
@@ -858,7 +854,8 @@ impl Gateway {
         let output = self.backend.query(query).await?;
         Self::check_shape(&analyzed, &output.columns)?;
         let mut rows = output.rows;
-        let shredded = self.finish_rows(&analyzed, &mut rows, record, true)?;
+        record.returned(&analyzed.resolved.subjects, &[]);
+        let shredded = self.finish_rows(&analyzed, &mut rows, record)?;
         Ok(QueryResult {
             columns: Self::result_columns(&analyzed, output.columns, &shredded),
             rows,
