@@ -45,6 +45,18 @@ pub struct ResultColumn {
     pub shredded: Option<u64>,
 }
 
+/// A result column as [`Gateway::describe`] knows it before running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedColumn {
+    pub name: String,
+    /// The type the backend gives the column before running: PostgreSQL
+    /// types every column, SQLite only direct column references (their
+    /// declared type); `None` when it does not tell.
+    pub type_name: Option<String>,
+    /// The mask or decryption applied (see [`ResultColumn::transform`]).
+    pub transform: Option<String>,
+}
+
 /// The answer to a governed query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
@@ -499,6 +511,37 @@ impl Gateway {
         sql_text: &str,
     ) -> crate::explain::Explanation {
         crate::explain::explain(self, principal, ctx, self.analyze(principal, ctx, sql_text))
+    }
+
+    /// The result columns a read would have, without running it: analysis,
+    /// authorization and rewrite as for [`Gateway::query`], then the
+    /// rewritten statement prepared (not executed) on the backend, which
+    /// names and types its columns. Writes have none. Refusals are the
+    /// query's own; nothing is audited here (the caller does).
+    pub async fn describe(
+        &self,
+        principal: &PrincipalConfig,
+        ctx: RequestContext<'_>,
+        sql_text: &str,
+    ) -> Result<Vec<DescribedColumn>, RequestError> {
+        if crate::write::is_write(sql_text) {
+            return Ok(Vec::new());
+        }
+        let mut record = crate::audit::AccessRecord::default();
+        // max_rows 0: prepare only (see `QueryLimits::max_rows`).
+        let (analyzed, query) = self.prepare(principal, ctx, sql_text, &mut record, 0)?;
+        let output = self.backend.query(query).await?;
+        Self::check_shape(&analyzed, &output.columns)?;
+        Ok(output
+            .columns
+            .into_iter()
+            .zip(analyzed.resolved.transforms())
+            .map(|(column, transform)| DescribedColumn {
+                name: column.name,
+                type_name: column.type_name,
+                transform,
+            })
+            .collect())
     }
 
     /// A configured principal by name.

@@ -236,7 +236,7 @@ impl Server {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().join("data");
         seed(&dir, "0.02", "7");
-        let mut server = Server::start_in(&dir, &[]);
+        let mut server = Server::start_in(&dir, &["--pg-listen", "127.0.0.1:0"]);
         server._temp = Some(temp);
         server
     }
@@ -260,8 +260,17 @@ impl Server {
                     name: gateway::testing::unique_schema_name(test),
                 };
                 seed_postgres(&dir, &url, &schema.name, "0.02", "7");
-                let mut server =
-                    Server::start_in(&dir, &["--backend", &url, "--schema", &schema.name]);
+                let mut server = Server::start_in(
+                    &dir,
+                    &[
+                        "--backend",
+                        &url,
+                        "--schema",
+                        &schema.name,
+                        "--pg-listen",
+                        "127.0.0.1:0",
+                    ],
+                );
                 server.backend = Backend::Postgres;
                 server.pg = Some(schema);
                 server._temp = Some(temp);
@@ -364,6 +373,40 @@ impl Server {
             .get(principal)
             .unwrap_or_else(|| panic!("no key for {principal}"))
             .clone()
+    }
+
+    /// The PostgreSQL-protocol address the server printed (started with
+    /// `--pg-listen`).
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix("privet PostgreSQL protocol on "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+    }
+
+    /// A tokio-postgres session over the wire protocol as `principal`
+    /// (its demo key as the password) declaring `purpose`; the connection
+    /// runs on a task of its own.
+    pub async fn pg_connect(
+        &self,
+        principal: &str,
+        purpose: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let addr = self
+            .pg_addr()
+            .expect("the server was started with --pg-listen");
+        let (client, connection) = tokio_postgres::Config::new()
+            .host(addr.ip().to_string())
+            .port(addr.port())
+            .user(principal)
+            .password(self.key(principal))
+            .dbname("privet")
+            .options(format!("-c privet.purpose={purpose}"))
+            .connect(tokio_postgres::NoTls)
+            .await?;
+        tokio::spawn(connection);
+        Ok(client)
     }
 
     /// The demo store, opened directly (read-only) to compare results with.

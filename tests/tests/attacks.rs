@@ -16,6 +16,13 @@
 //! text, and forbidden values (phones, IPs, addresses, ticket bodies, ...)
 //! as cells or comma-separated parts of cells.
 //!
+//! Every attack is replayed over the PostgreSQL wire protocol too (`privet
+//! serve --pg-listen`), through both the simple and the extended query
+//! protocol: the wire must refuse what HTTP refuses, with the same Privet
+//! code, and answer what HTTP answers, the same rows as text; the secrets
+//! check runs on what the wire returned as well. HTTP's answers are judged
+//! against ground truth, so the wire's are by agreement.
+//!
 //! Every attack runs; failures are collected and reported together, so one
 //! failing attack does not hide the others. Attacks that once leaked or
 //! crashed the server are marked `Regression`, with what went wrong.
@@ -292,6 +299,125 @@ struct Tally {
     refusals: usize,
     data: usize,
     failures: Vec<String>,
+    /// Wire-protocol sessions by principal and purpose.
+    sessions: HashMap<(String, String), tokio_postgres::Client>,
+}
+
+/// What a statement got over the wire: column names and rows as text, or
+/// the Privet code of the refusal and its message.
+#[derive(Debug)]
+enum WireOutcome {
+    Rows(Vec<String>, Vec<Vec<Option<String>>>),
+    Refused(String, String),
+}
+
+/// A JSON value as PostgreSQL's text format shows it.
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(if *b { "t" } else { "f" }.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Two cells agree: equal text, or equal numbers however printed.
+fn same_cell(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) if a != b => match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()),
+            _ => false,
+        },
+        _ => a == b,
+    }
+}
+
+fn wire_refusal(e: &tokio_postgres::Error) -> Result<WireOutcome, String> {
+    let Some(db) = e.as_db_error() else {
+        return Err(format!("the wire connection failed: {e}"));
+    };
+    let code = db
+        .detail()
+        .and_then(|d| d.strip_prefix("privet error: "))
+        .map(|d| d.split(';').next().unwrap_or(d).to_string())
+        .unwrap_or_else(|| format!("sqlstate {}", db.code().code()));
+    Ok(WireOutcome::Refused(code, db.message().to_string()))
+}
+
+/// One statement through the simple query protocol.
+async fn wire_simple(client: &tokio_postgres::Client, sql: &str) -> Result<WireOutcome, String> {
+    use tokio_postgres::SimpleQueryMessage;
+    let messages = match client.simple_query(sql).await {
+        Ok(messages) => messages,
+        Err(e) => return wire_refusal(&e),
+    };
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(description) => {
+                columns = description.iter().map(|c| c.name().to_string()).collect();
+            }
+            SimpleQueryMessage::Row(row) => rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => {}
+        }
+    }
+    Ok(WireOutcome::Rows(columns, rows))
+}
+
+/// One statement through the extended protocol (Parse, Describe, Bind,
+/// Execute), its typed binary values turned into text.
+async fn wire_extended(client: &tokio_postgres::Client, sql: &str) -> Result<WireOutcome, String> {
+    use tokio_postgres::types::Type;
+    let statement = match client.prepare(sql).await {
+        Ok(statement) => statement,
+        Err(e) => return wire_refusal(&e),
+    };
+    let rows = match client.query(&statement, &[]).await {
+        Ok(rows) => rows,
+        Err(e) => return wire_refusal(&e),
+    };
+    let columns: Vec<String> = statement
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let mut out = Vec::new();
+    for row in &rows {
+        let mut cells = Vec::new();
+        for (i, column) in row.columns().iter().enumerate() {
+            let ty = column.type_();
+            let cell = match *ty {
+                Type::INT2 => row
+                    .try_get::<_, Option<i16>>(i)
+                    .map(|v| v.map(|v| v.to_string())),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(i)
+                    .map(|v| v.map(|v| v.to_string())),
+                Type::INT8 => row
+                    .try_get::<_, Option<i64>>(i)
+                    .map(|v| v.map(|v| v.to_string())),
+                Type::FLOAT4 => row
+                    .try_get::<_, Option<f32>>(i)
+                    .map(|v| v.map(|v| v.to_string())),
+                Type::FLOAT8 => row
+                    .try_get::<_, Option<f64>>(i)
+                    .map(|v| v.map(|v| v.to_string())),
+                Type::BOOL => row
+                    .try_get::<_, Option<bool>>(i)
+                    .map(|v| v.map(|b| if b { "t" } else { "f" }.to_string())),
+                _ => row.try_get::<_, Option<String>>(i),
+            };
+            cells.push(cell.map_err(|e| format!("column {i} ({ty}): {e}"))?);
+        }
+        out.push(cells);
+    }
+    Ok(WireOutcome::Rows(columns, out))
 }
 
 impl Tally {
@@ -314,15 +440,127 @@ impl Tally {
                 Expect::Rows(_) | Expect::RefusedOr(_) => self.data += 1,
             }
             let sql = sql_for(server, &attack.sql);
-            let outcome = match send(server, who, purpose, &sql).await {
-                Ok(reply) => judge(&reply, &expect, secrets),
-                Err(e) => Err(e),
+            let reply = send(server, who, purpose, &sql).await;
+            let outcome = match &reply {
+                Ok(reply) => judge(reply, &expect, secrets),
+                Err(e) => Err(e.clone()),
+            };
+            let outcome = match (outcome, &reply) {
+                (Ok(()), Ok(reply)) => {
+                    self.wire_agrees(server, who, purpose, &sql, reply, secrets)
+                        .await
+                }
+                (outcome, _) => outcome,
             };
             if let Err(why) = outcome {
                 let sql: String = attack.sql.chars().take(200).collect();
                 self.failures.push(format!("[{who}] {sql}\n    => {why}"));
             }
         }
+    }
+
+    /// The statement over the wire, both protocols, agrees with HTTP's
+    /// (judged) `reply` and leaks none of `secrets`.
+    async fn wire_agrees(
+        &mut self,
+        server: &Arc<Server>,
+        who: &str,
+        purpose: &str,
+        sql: &str,
+        reply: &Reply,
+        secrets: &Secrets,
+    ) -> Result<(), String> {
+        // The protocol's query strings are NUL-terminated: such an attack
+        // cannot be sent over the wire at all (tokio-postgres refuses to).
+        if sql.contains('\0') {
+            return Ok(());
+        }
+        let key = (who.to_string(), purpose.to_string());
+        if self.sessions.get(&key).is_none_or(|c| c.is_closed()) {
+            let client = server
+                .pg_connect(who, purpose)
+                .await
+                .map_err(|e| format!("could not connect over the wire protocol: {e}"))?;
+            self.sessions.insert(key.clone(), client);
+        }
+        let Some(client) = self.sessions.get(&key) else {
+            return Err("no wire session".to_string());
+        };
+        let http: Value = serde_json::from_slice(&reply.body).map_err(|e| e.to_string())?;
+        for (protocol, outcome) in [
+            ("simple", wire_simple(client, sql).await),
+            ("extended", wire_extended(client, sql).await),
+        ] {
+            let outcome = outcome.map_err(|e| format!("{protocol} protocol: {e}"))?;
+            let (body, answer) = match &outcome {
+                WireOutcome::Refused(code, message) => (format!("{code} {message}"), None),
+                WireOutcome::Rows(columns, rows) => (
+                    format!("{columns:?} {rows:?}"),
+                    Some(Answer {
+                        columns: columns.clone(),
+                        transforms: Vec::new(),
+                        rows: rows
+                            .iter()
+                            .map(|r| {
+                                r.iter()
+                                    .map(|c| c.clone().map_or(Value::Null, Value::String))
+                                    .collect()
+                            })
+                            .collect(),
+                    }),
+                ),
+            };
+            secrets
+                .check(&body, answer.as_ref())
+                .map_err(|e| format!("over the wire ({protocol} protocol): {e}"))?;
+            match (reply.status, outcome) {
+                (200, WireOutcome::Rows(columns, rows)) => {
+                    let http_answer = Answer::parse(&http)?;
+                    let http_rows: Vec<Vec<Option<String>>> = http_answer
+                        .rows
+                        .iter()
+                        .map(|r| r.iter().map(as_text).collect())
+                        .collect();
+                    if columns != http_answer.columns {
+                        return Err(format!(
+                            "{protocol} protocol: columns {columns:?}, HTTP {:?}",
+                            http_answer.columns
+                        ));
+                    }
+                    let agree = rows.len() == http_rows.len()
+                        && rows.iter().zip(&http_rows).all(|(a, b)| {
+                            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y))
+                        });
+                    if !agree {
+                        let show =
+                            |r: &[Vec<Option<String>>]| format!("{:?}", &r[..r.len().min(3)]);
+                        return Err(format!(
+                            "{protocol} protocol: {} rows {}, HTTP {} rows {}",
+                            rows.len(),
+                            show(&rows),
+                            http_rows.len(),
+                            show(&http_rows)
+                        ));
+                    }
+                }
+                (400..=499, WireOutcome::Refused(code, message)) => {
+                    let want = http["error"]["code"].as_str().unwrap_or_default();
+                    // The wire splits a multi-statement Query and refuses
+                    // the first statement it refuses; HTTP refuses the lot.
+                    if code != want && !sql.contains(';') {
+                        return Err(format!(
+                            "{protocol} protocol: refused with {code} ({message}), HTTP with {want}"
+                        ));
+                    }
+                }
+                (status, outcome) => {
+                    return Err(format!(
+                        "{protocol} protocol: {outcome:?} where HTTP answered {status}"
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The server must still be up and must not have panicked.

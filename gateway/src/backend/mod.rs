@@ -24,6 +24,8 @@ use crate::masks::Dialect;
 /// What one query may do, handed to the backend with the SQL.
 #[derive(Debug, Clone)]
 pub struct QueryLimits {
+    /// Rows read at most; 0 prepares the statement without running it
+    /// (describing its columns).
     pub max_rows: usize,
     pub timeout: Duration,
 }

@@ -370,6 +370,9 @@ impl Inner {
                 type_name: Some(c.type_().name().to_owned()),
             })
             .collect();
+        if query.limits.max_rows == 0 {
+            return Ok((columns, false));
+        }
         let params = query.params.iter().map(|p| TextParam(p));
         let stream = conn
             .client

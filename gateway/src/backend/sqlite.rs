@@ -365,6 +365,9 @@ fn run_guarded(
             type_name: c.decl_type().map(|t| t.to_ascii_lowercase()),
         })
         .collect();
+    if limits.max_rows == 0 {
+        return Ok((columns, false));
+    }
     let width = columns.len();
     let batch_rows = sink.batch_rows();
     let mut batch = Vec::new();

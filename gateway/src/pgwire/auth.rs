@@ -164,4 +164,3 @@ pub(super) fn purpose_option(options: &str) -> Option<String> {
     }
     None
 }
-

@@ -52,8 +52,12 @@ use crate::error::{ErrorCode, RequestError};
 use crate::http::{record, AppState, Handled, Started};
 
 mod auth;
+mod catalog;
+mod extended;
+mod params;
 mod query;
 mod session;
+mod types;
 
 use auth::Startup;
 use query::Queries;
@@ -70,6 +74,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const ENDPOINT_QUERY: &str = "pg_query";
 /// The audit endpoint name of a failed wire-protocol login.
 const ENDPOINT_STARTUP: &str = "pg_startup";
+/// The audit endpoint name of a statement refused when described (extended
+/// protocol), before it could run.
+const ENDPOINT_DESCRIBE: &str = "pg_describe";
+/// The audit endpoint name of a read of the fixed catalog view.
+const ENDPOINT_CATALOG: &str = "pg_catalog";
 
 /// Accepts PostgreSQL connections until `shutdown` completes, then stops
 /// accepting and gives open connections a grace period. Beyond the
@@ -169,13 +178,17 @@ impl Handlers {
     fn new(state: Arc<AppState>) -> Handlers {
         Handlers {
             startup: Arc::new(Startup::new(Arc::clone(&state))),
-            queries: Arc::new(Queries { state }),
+            queries: Arc::new(Queries::new(state)),
         }
     }
 }
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ::pgwire::api::query::ExtendedQueryHandler> {
         Arc::clone(&self.queries)
     }
 

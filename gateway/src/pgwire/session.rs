@@ -1,7 +1,9 @@
-//! The session statements drivers send (`SET`, `SHOW`, `SELECT version()`),
-//! answered here, before the pipeline.
+//! The session statements drivers send (`SET`, `SHOW`, `SELECT version()`,
+//! `BEGIN`/`COMMIT`/`ROLLBACK`), answered here, before the pipeline.
 
 use super::*;
+use ::pgwire::messages::response::TransactionStatus;
+
 use super::query::{text_field, text_rows};
 
 /// Settings drivers set on connect: accepted, without effect.
@@ -22,7 +24,10 @@ pub(super) const HARMLESS_SETTINGS: &[&str] = &[
 
 /// Answers the session statements drivers send (`SET`, `SHOW`, `SELECT
 /// version()`), or `None` for a statement for the pipeline.
-pub(super) fn session_statement(session: &Session, sql: &str) -> Option<Result<Response, Box<ErrorInfo>>> {
+pub(super) fn session_statement(
+    session: &Session,
+    sql: &str,
+) -> Option<Result<Response, Box<ErrorInfo>>> {
     let words: Vec<&str> = sql.split_whitespace().collect();
     let first = words.first()?.to_ascii_lowercase();
     match first.as_str() {
@@ -33,6 +38,71 @@ pub(super) fn session_statement(session: &Session, sql: &str) -> Option<Result<R
             std::iter::once(vec![Some(version())]),
         ))),
         _ => None,
+    }
+}
+
+/// The result columns of a session statement, or `None` for a statement
+/// for the pipeline (`Some(vec![])`: a statement without rows).
+pub(super) fn result_columns(sql: &str) -> Option<Vec<String>> {
+    if Control::of(sql).is_some() {
+        return Some(Vec::new());
+    }
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let first = words.first()?.to_ascii_lowercase();
+    match first.as_str() {
+        "set" => Some(Vec::new()),
+        "show" => Some(vec![words.get(1..)?.join(" ").to_ascii_lowercase()]),
+        "select" if is_version_call(&words[1..]) => Some(vec!["version".to_owned()]),
+        _ => None,
+    }
+}
+
+/// Transaction control. Every statement Privet runs is read-only or its own
+/// transaction, so a block only groups reads: `BEGIN` opens it, `COMMIT`
+/// and `ROLLBACK` close it, and after an error in it everything else is
+/// refused until it is closed, as PostgreSQL does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Control {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+impl Control {
+    /// `BEGIN [TRANSACTION | WORK] [modes]`, `START TRANSACTION [modes]`,
+    /// `COMMIT`/`END`, `ROLLBACK`/`ABORT` (`[TRANSACTION | WORK]`).
+    pub(super) fn of(sql: &str) -> Option<Control> {
+        let words: Vec<String> = sql
+            .split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let rest_is = |from: usize| {
+            words[from..].is_empty()
+                || (words.len() == from + 1
+                    && matches!(words[from].as_str(), "transaction" | "work"))
+        };
+        match words.first()?.as_str() {
+            "begin" => Some(Control::Begin),
+            "start" if words.get(1).map(String::as_str) == Some("transaction") => {
+                Some(Control::Begin)
+            }
+            "commit" | "end" if rest_is(1) => Some(Control::Commit),
+            "rollback" | "abort" if rest_is(1) => Some(Control::Rollback),
+            _ => None,
+        }
+    }
+
+    /// The answer in transaction state `status`; `COMMIT` of a failed block
+    /// rolls it back, and says so.
+    pub(super) fn response(self, status: TransactionStatus) -> Response {
+        match self {
+            Control::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+            Control::Commit if status == TransactionStatus::Error => {
+                Response::TransactionEnd(Tag::new("ROLLBACK"))
+            }
+            Control::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+            Control::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+        }
     }
 }
 
@@ -137,3 +207,26 @@ pub(super) fn show(session: &Session, rest: &[&str]) -> Result<Response, Box<Err
     ))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_control_words() {
+        assert_eq!(Control::of("BEGIN"), Some(Control::Begin));
+        assert_eq!(Control::of("begin read only"), Some(Control::Begin));
+        assert_eq!(
+            Control::of("START TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+            Some(Control::Begin)
+        );
+        assert_eq!(Control::of("commit work"), Some(Control::Commit));
+        assert_eq!(Control::of("END"), Some(Control::Commit));
+        assert_eq!(Control::of("ABORT"), Some(Control::Rollback));
+        assert_eq!(Control::of("ROLLBACK TO SAVEPOINT a"), None);
+        assert_eq!(Control::of("SELECT 1"), None);
+        assert!(matches!(
+            Control::Commit.response(TransactionStatus::Error),
+            Response::TransactionEnd(_)
+        ));
+    }
+}
