@@ -174,3 +174,99 @@ fn pg_verifier_prints_a_verifier_of_the_key_from_the_environment() {
         verifier
     );
 }
+
+/// `[pg]` in the config serves the wire front without `--pg-listen`, with
+/// its `require_tls`; a principal whose entry predates verifiers cannot log
+/// in, and the log says why.
+#[tokio::test]
+async fn the_pg_section_serves_the_wire_front_on_every_start() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().join("data");
+    e2e::seed(&dir, "0.02", "7");
+    let mut first = Server::start_in(&dir, &[]);
+    assert!(!first.stdout().contains("PostgreSQL protocol"));
+    first.terminate();
+    drop(first);
+
+    let config_path = dir.join("privet.toml");
+    let text = std::fs::read_to_string(&config_path).expect("demo config");
+    let mut edited = String::new();
+    let mut principal = "";
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("name = ") {
+            principal = name.trim_matches('"');
+        }
+        if principal == "orders-service" && line.starts_with("pg_scram_sha256") {
+            continue;
+        }
+        edited.push_str(line);
+        edited.push('\n');
+    }
+    edited.push_str("\n[pg]\nlisten = \"127.0.0.1:0\"\nrequire_tls = true\n");
+    std::fs::write(&config_path, edited).expect("config written");
+
+    let mut server = Server::start_in(&dir, &[]);
+    server.adopt_temp(temp);
+    let stdout = server.stdout();
+    let addr = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("privet PostgreSQL protocol on "))
+        .map(str::to_owned)
+        .expect("the PostgreSQL address line");
+    assert!(addr.contains("TLS required"), "{addr}");
+    let addr = addr.split_whitespace().next().expect("address");
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+
+    // TLS is required even on loopback, as configured.
+    let mut plain = tokio_postgres::Config::new();
+    plain
+        .host(host)
+        .port(port.parse().expect("port"))
+        .user("marketing-service")
+        .password(server.key("marketing-service"))
+        .dbname("privet");
+    let Err(refused) = plain.connect(NoTls).await else {
+        panic!("plaintext logged in though TLS is required");
+    };
+    assert_eq!(
+        refused.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{refused}"
+    );
+    let message = refused
+        .as_db_error()
+        .map(|e| e.message())
+        .unwrap_or_default();
+    assert!(message.contains("sslmode=require"), "{message}");
+
+    let psql = std::path::Path::new("/usr/bin/psql");
+    if !psql.exists() {
+        eprintln!("no /usr/bin/psql: the TLS logins are not checked here");
+        return;
+    }
+    let login = |user: &str| {
+        std::process::Command::new(psql)
+            .arg(format!(
+                "host={host} port={port} dbname=privet user={user} sslmode=require"
+            ))
+            .args(["-At", "-c", "SELECT version()"])
+            .env("PGPASSWORD", server.key(user))
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("running psql")
+    };
+    let ok = login("marketing-service");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let no_verifier = login("orders-service");
+    assert!(!no_verifier.status.success());
+    let said = String::from_utf8_lossy(&no_verifier.stderr);
+    assert!(
+        said.contains("password authentication failed for user \"orders-service\""),
+        "{said}"
+    );
+    server.wait_for_log("has no pg_scram_sha256 verifier");
+}
