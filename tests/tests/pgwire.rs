@@ -215,6 +215,17 @@ async fn the_pg_section_serves_the_wire_front_on_every_start() {
         .expect("the PostgreSQL address line");
     assert!(addr.contains("TLS required"), "{addr}");
     let addr = addr.split_whitespace().next().expect("address");
+    // Startup names the principals that cannot log in there.
+    server.wait_for_log("cannot log in over the wire");
+    let log = server.log();
+    let warned = log
+        .lines()
+        .find(|l| l.contains("cannot log in over the wire"))
+        .unwrap_or_default();
+    assert!(
+        warned.contains("orders-service") && !warned.contains("marketing-service"),
+        "{warned}"
+    );
     let (host, port) = addr.rsplit_once(':').expect("host:port");
 
     // TLS is required even on loopback, as configured.

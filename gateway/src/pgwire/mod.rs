@@ -129,6 +129,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let max = state.gateway.config().limits.max_connections;
+    // Said once at startup, so an operator upgrading an older data dir
+    // learns why those logins fail (clients only hear 28P01).
+    let unverified: Vec<&str> = state
+        .gateway
+        .config()
+        .principals
+        .iter()
+        .filter(|p| p.pg_scram_sha256.is_none())
+        .map(|p| p.spec.name.as_str())
+        .collect();
+    if !unverified.is_empty() {
+        tracing::warn!(
+            principals = %unverified.join(", "),
+            "pg: these principals have no pg_scram_sha256 and cannot log in over the wire \
+             protocol; `privet keys pg-verifier` prints one for an API key"
+        );
+    }
     let connections = Arc::new(Semaphore::new(max));
     let handlers =
         Arc::new(Handlers::new(Arc::clone(&state), &front).map_err(std::io::Error::other)?);
