@@ -12,10 +12,14 @@ use policies::{Category, PrincipalKind, PrincipalSpec};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::keys::KeyHash;
+use crate::keys::{KeyHash, ScramVerifier};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default address of the PostgreSQL wire front (`[pg]` without `listen`).
+pub const DEFAULT_PG_LISTEN: &str = "127.0.0.1:6432";
+/// Wire-protocol connections idle longer are closed (SQLSTATE 57P05).
+pub const DEFAULT_PG_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A config error: where it is and what is wrong. Startup stops with exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +196,44 @@ pub struct PrincipalConfig {
     /// The ε budget for DP aggregates, in millionths
     /// ([`anonymizer::dp::MICRO`]); `None` refuses every DP aggregate.
     pub privacy_budget_micro: Option<u64>,
+    /// The SCRAM-SHA-256 verifier of the API key, for logins over the
+    /// PostgreSQL wire front; `None`: this principal cannot log in there.
+    pub pg_scram_sha256: Option<ScramVerifier>,
+}
+
+/// `[pg]`: the PostgreSQL wire-protocol front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// Where it listens; `privet serve --pg-listen` overrides it.
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key; both or neither. Neither: a
+    /// self-signed pair generated into `DATA_DIR/pg-tls/` on first start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Refuse logins without TLS; `None`: required unless the listen
+    /// address is loopback (see [`PgConfig::requires_tls`]).
+    pub require_tls: Option<bool>,
+    /// Connections idle longer are closed (SQLSTATE 57P05).
+    pub idle_timeout: Duration,
+}
+
+impl PgConfig {
+    /// The settings when `[pg]` is absent (`--pg-listen ADDR` alone).
+    pub fn at(listen: SocketAddr) -> PgConfig {
+        PgConfig {
+            listen,
+            tls_cert: None,
+            tls_key: None,
+            require_tls: None,
+            idle_timeout: DEFAULT_PG_IDLE_TIMEOUT,
+        }
+    }
+
+    /// Whether plaintext logins on `listen` are refused: as configured,
+    /// else everywhere but loopback (where the traffic never leaves the host).
+    pub fn requires_tls(&self, listen: SocketAddr) -> bool {
+        self.require_tls.unwrap_or(!listen.ip().is_loopback())
+    }
 }
 
 /// A column's classification as configured.
@@ -227,6 +269,9 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Anomaly detection (`[anomaly]`).
     pub anomaly: AnomalyConfig,
+    /// The PostgreSQL wire front (`[pg]`); `None`: served only with
+    /// `privet serve --pg-listen`.
+    pub pg: Option<PgConfig>,
 }
 
 /// `[anomaly]`: the detector's settings and what to do at which score.
@@ -277,6 +322,17 @@ struct RawConfig {
     classification: BTreeMap<String, Spanned<RawClass>>,
     #[serde(default)]
     anomaly: AnomalyConfig,
+    pg: Option<Spanned<RawPg>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPg {
+    listen: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    require_tls: Option<bool>,
+    idle_timeout_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -304,6 +360,9 @@ struct RawPrincipal {
     /// Total ε this principal may spend on differentially private
     /// aggregates in exports (`"10"`, `"2.5"`); none: no DP aggregates.
     privacy_budget: Option<Spanned<String>>,
+    /// SCRAM-SHA-256 verifier of the API key (PostgreSQL's format), for
+    /// the wire front (`privet keys pg-verifier` prints it).
+    pg_scram_sha256: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -469,6 +528,11 @@ impl Config {
             );
         }
         let master_key_file = raw.master_key_file.as_ref().map(|p| base.join(p.get_ref()));
+        let pg = raw
+            .pg
+            .as_ref()
+            .map(|pg| parse_pg(&src, pg, base))
+            .transpose()?;
         Ok(Config {
             path: path.to_path_buf(),
             listen,
@@ -481,6 +545,7 @@ impl Config {
             classification,
             master_key_file,
             anomaly: raw.anomaly,
+            pg,
         })
     }
 
@@ -588,6 +653,69 @@ fn parse_limits(src: &Source<'_>, raw: &RawLimits) -> Result<Limits, ConfigError
     Ok(limits)
 }
 
+fn parse_pg(src: &Source<'_>, raw: &Spanned<RawPg>, base: &Path) -> Result<PgConfig, ConfigError> {
+    let pg = raw.get_ref();
+    let listen = match &pg.listen {
+        None => DEFAULT_PG_LISTEN
+            .parse()
+            .map_err(|e| src.error(raw, "pg.listen", format!("bad default: {e}")))?,
+        Some(l) => l.get_ref().parse().map_err(|e| {
+            src.error(
+                l,
+                "pg.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:6432: {e}",
+                    l.get_ref()
+                ),
+            )
+        })?,
+    };
+    let (tls_cert, tls_key) = match (&pg.tls_cert, &pg.tls_key) {
+        (Some(cert), Some(key)) => (
+            Some(base.join(cert.get_ref())),
+            Some(base.join(key.get_ref())),
+        ),
+        (None, None) => (None, None),
+        (Some(cert), None) => {
+            return Err(src.error(
+                cert,
+                "pg.tls_key",
+                "`tls_cert` needs `tls_key` (the PEM private key of the certificate)",
+            ))
+        }
+        (None, Some(key)) => {
+            return Err(src.error(
+                key,
+                "pg.tls_cert",
+                "`tls_key` needs `tls_cert` (the PEM certificate chain)",
+            ))
+        }
+    };
+    let idle_timeout = match &pg.idle_timeout_secs {
+        None => DEFAULT_PG_IDLE_TIMEOUT,
+        Some(secs) if (1..=604_800).contains(secs.get_ref()) => {
+            Duration::from_secs(*secs.get_ref())
+        }
+        Some(secs) => {
+            return Err(src.error(
+                secs,
+                "pg.idle_timeout_secs",
+                format!(
+                    "must be between 1 and 604800 (a week), got {}",
+                    secs.get_ref()
+                ),
+            ))
+        }
+    };
+    Ok(PgConfig {
+        listen,
+        tls_cert,
+        tls_key,
+        require_tls: pg.require_tls,
+        idle_timeout,
+    })
+}
+
 fn parse_principals(
     src: &Source<'_>,
     raw: Vec<RawPrincipal>,
@@ -660,6 +788,18 @@ fn parse_principals(
                 )
             })?),
         };
+        let pg_scram_sha256 = match &p.pg_scram_sha256 {
+            None => None,
+            Some(text) => Some(ScramVerifier::parse(text.get_ref()).map_err(|e| {
+                src.error(
+                    text,
+                    at("pg_scram_sha256"),
+                    format!(
+                        "not a SCRAM-SHA-256 verifier: {e} (`privet keys pg-verifier` prints one for an API key)"
+                    ),
+                )
+            })?),
+        };
         principals.push(PrincipalConfig {
             spec: PrincipalSpec {
                 name: name.clone(),
@@ -670,6 +810,7 @@ fn parse_principals(
             purposes: p.purposes.into_inner().into_iter().collect(),
             api_key_sha256: hash,
             privacy_budget_micro,
+            pg_scram_sha256,
         });
     }
     Ok(principals)
@@ -885,5 +1026,55 @@ mod tests {
                 path: PathBuf::from("/etc/privet/other.db")
             }
         );
+    }
+
+    #[test]
+    fn pg_section_and_scram_verifiers_are_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.pg, None);
+        let c = parse("[pg]\n").unwrap();
+        let pg = c.pg.clone().unwrap();
+        assert_eq!(pg.listen, DEFAULT_PG_LISTEN.parse().unwrap());
+        assert_eq!(pg.idle_timeout, DEFAULT_PG_IDLE_TIMEOUT);
+        assert!(!pg.requires_tls(pg.listen), "loopback: TLS optional");
+        assert!(pg.requires_tls("0.0.0.0:6432".parse().unwrap()));
+        assert!(pg.requires_tls("10.1.2.3:6432".parse().unwrap()));
+        let c = parse(
+            "[pg]\nlisten = \"0.0.0.0:5433\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nrequire_tls = false\nidle_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let pg = c.pg.unwrap();
+        assert_eq!(pg.tls_cert, Some(PathBuf::from("/etc/privet/c.pem")));
+        assert_eq!(pg.tls_key, Some(PathBuf::from("/etc/privet/k.pem")));
+        assert!(!pg.requires_tls(pg.listen));
+        assert_eq!(pg.idle_timeout, Duration::from_secs(5));
+
+        for (bad, field) in [
+            ("[pg]\nlisten = \"x\"\n", "pg.listen"),
+            ("[pg]\ntls_cert = \"c.pem\"\n", "pg.tls_key"),
+            ("[pg]\nidle_timeout_secs = 0\n", "pg.idle_timeout_secs"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!((e.line, e.field.as_deref()), (Some(2), Some(field)), "{e}");
+        }
+
+        let verifier = crate::keys::ScramVerifier::generate("pvt_k").unwrap();
+        let c = parse(&format!(
+            "{}pg_scram_sha256 = \"{verifier}\"\n",
+            principal("a", HASH_A)
+        ))
+        .unwrap();
+        assert_eq!(c.principals[0].pg_scram_sha256, Some(verifier));
+        let e = parse(&format!(
+            "{}pg_scram_sha256 = \"md5deadbeef\"\n",
+            principal("a", HASH_A)
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(6), Some("principals[0].pg_scram_sha256")),
+            "{e}"
+        );
+        assert!(e.message.contains("privet keys pg-verifier"), "{e}");
     }
 }

@@ -67,8 +67,8 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
         /// Also serve the PostgreSQL wire protocol on ADDR (e.g.
-        /// 127.0.0.1:6432): user = principal, password = its API key,
-        /// database `privet` (first slice: simple queries, no TLS yet).
+        /// 127.0.0.1:6432), overriding `[pg] listen`: user = principal,
+        /// password = its API key (SCRAM-SHA-256), database `privet`, TLS.
         #[arg(long, value_name = "ADDR")]
         pg_listen: Option<SocketAddr>,
     },
@@ -185,6 +185,11 @@ enum KeysCommand {
         #[arg(long, value_name = "SUBJECT")]
         subject: String,
     },
+    /// Print the SCRAM-SHA-256 verifier of an API key for a principal's
+    /// `pg_scram_sha256` (logins over the PostgreSQL wire front). The key
+    /// comes from PRIVET_API_KEY, else the first line of standard input:
+    /// never from the command line, where other users could see it.
+    PgVerifier,
 }
 
 #[derive(Subcommand)]
@@ -395,6 +400,9 @@ async fn run_command(command: Command, sources: Sources) -> Result<bool> {
         Command::Serve { listen, pg_listen } => {
             serve(&sources, listen, pg_listen).await.map(|()| true)
         }
+        Command::Keys {
+            command: KeysCommand::PgVerifier,
+        } => pg_verifier().map(|()| true),
         Command::Keys { command } => keys_command(&sources, command).await.map(|()| true),
         Command::Export {
             spec,
@@ -863,6 +871,23 @@ async fn serve(
         }
     };
     let listen = listen.unwrap_or(config.listen);
+    // `--pg-listen` serves the wire front even without `[pg]`, and moves it.
+    let pg = match (pg_listen, &config.pg) {
+        (None, None) => None,
+        (None, Some(pg)) => Some(pg.clone()),
+        (Some(addr), Some(pg)) => Some(gateway::config::PgConfig {
+            listen: addr,
+            ..pg.clone()
+        }),
+        (Some(addr), None) => Some(gateway::config::PgConfig::at(addr)),
+    };
+    let pg_front = match &pg {
+        None => None,
+        Some(pg) => Some(
+            gateway::pgwire::Front::from_config(pg, pg.listen, &config.data_dir)
+                .context("setting up TLS for the PostgreSQL protocol")?,
+        ),
+    };
     let audit_dir = gateway::audit::audit_dir(&config);
     let trail = Arc::new(
         tokio::task::spawn_blocking(move || gateway::audit::AuditTrail::open(&audit_dir))
@@ -898,25 +923,53 @@ async fn serve(
         let state = Arc::new(AppState::new(gateway, Arc::clone(&trail)));
         let shreds = tokio::spawn(record_shreds(Arc::clone(&state)));
         reload_on_sighup(Arc::clone(&state))?;
-        let pg_front = match pg_listen {
-            None => None,
-            Some(addr) => {
+        let pg_front = match (pg, pg_front) {
+            (Some(pg), Some(front)) => {
+                let addr = pg.listen;
                 let pg_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                     format!("cannot listen on {addr} for the PostgreSQL protocol")
                 })?;
                 let pg_local = pg_listener
                     .local_addr()
                     .context("reading the PostgreSQL listen address")?;
-                println!("privet PostgreSQL protocol on {pg_local} (database privet)");
+                if let Some(tls) = &front.tls {
+                    tracing::info!(
+                        certificate = %tls.cert_path.display(),
+                        sha256 = %tls.fingerprint,
+                        generated = tls.generated,
+                        require_tls = front.require_tls,
+                        "pg: TLS certificate"
+                    );
+                    println!(
+                        "privet PostgreSQL TLS certificate {} SHA-256 {}{}",
+                        tls.cert_path.display(),
+                        tls.fingerprint,
+                        if tls.generated {
+                            " (self-signed, generated now)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                println!(
+                    "privet PostgreSQL protocol on {pg_local} (database privet, TLS {})",
+                    if front.require_tls {
+                        "required"
+                    } else {
+                        "optional"
+                    }
+                );
                 let mut stopped = stopped.clone();
                 Some(tokio::spawn(gateway::pgwire::serve(
                     Arc::clone(&state),
                     pg_listener,
+                    front,
                     async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     },
                 )))
             }
+            _ => None,
         };
         // Tests and scripts read this line to find the port: every signal
         // handler is installed by now.
@@ -1198,6 +1251,36 @@ fn table_column(spec: &str) -> Result<(String, String)> {
         .with_context(|| format!("`{spec}`: name the column as TABLE.COLUMN, e.g. customers.phone"))
 }
 
+/// `privet keys pg-verifier`: the verifier line of an API key, to paste
+/// into the principal's `[[principals]]` entry.
+fn pg_verifier() -> Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let key = match std::env::var("PRIVET_API_KEY") {
+        Ok(key) => key,
+        Err(_) => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprint!("API key: ");
+                let _ = std::io::stderr().flush();
+            }
+            let mut line = String::new();
+            stdin
+                .lock()
+                .read_line(&mut line)
+                .context("reading the API key from standard input")?;
+            line
+        }
+    };
+    let key = key.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        !key.is_empty(),
+        "no API key: set PRIVET_API_KEY or pipe the key to standard input"
+    );
+    let verifier = gateway::keys::ScramVerifier::generate(key)?;
+    println!("pg_scram_sha256 = \"{verifier}\"");
+    Ok(())
+}
+
 async fn keys_command(sources: &Sources, command: KeysCommand) -> Result<()> {
     let (data_dir, master_key_file, config) = keys_setup(sources)?;
     let open = |data_dir: &Path| {
@@ -1345,6 +1428,8 @@ async fn keys_command(sources: &Sources, command: KeysCommand) -> Result<()> {
                 }
             }
         }
+        // Dispatched before the keystore is opened; it needs none.
+        KeysCommand::PgVerifier => pg_verifier()?,
         KeysCommand::Shred { subject } => {
             if !subject
                 .split_once(':')
