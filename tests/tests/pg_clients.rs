@@ -323,3 +323,40 @@ async fn prepared_statements_with_binary_parameters_portals_and_transactions() {
     let text = String::from_utf8_lossy(&audit.body);
     assert!(text.contains("phone"), "{text}");
 }
+
+#[test]
+fn psycopg_binds_parameters_and_survives_refusals() {
+    let python = "/usr/bin/python3";
+    let has_psycopg = Command::new(python)
+        .args(["-c", "import psycopg"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_psycopg {
+        eprintln!(
+            "SKIPPED psycopg_binds_parameters_and_survives_refusals: no psycopg for {python} (apt-get install python3-psycopg)"
+        );
+        return;
+    }
+    let server = Server::start_demo();
+    let store = server.store();
+    let id = |sql: &str| -> i64 { store.query_row(sql, [], |r| r.get(0)).expect("ground truth") };
+    let opted_in = id("SELECT id FROM customers WHERE marketing_opt_in = 1 ORDER BY id LIMIT 1");
+    let opted_out = id("SELECT id FROM customers WHERE marketing_opt_in <> 1 ORDER BY id LIMIT 1");
+    let addr = server.pg_addr().expect("pg address");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/psycopg_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .env("PRIVET_PG_HOST", addr.ip().to_string())
+        .env("PRIVET_PG_PORT", addr.port().to_string())
+        .env("PRIVET_PG_KEY", server.key("marketing-service"))
+        .env("PRIVET_OPTED_IN", opted_in.to_string())
+        .env("PRIVET_OPTED_OUT", opted_out.to_string())
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "ok",
+        "psycopg client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
