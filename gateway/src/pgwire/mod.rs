@@ -15,7 +15,12 @@
 //! - cancel requests (pgwire's `ConnectionManager`): the running statement
 //!   ends with 57014, the session goes on;
 //! - an idle limit (`[pg] idle_timeout_secs`): FATAL 57P05, then close;
-//! - the simple query protocol, rows sent as text, every column typed `text`;
+//! - the simple query protocol (several statements per Query, in order) and
+//!   the extended one (`extended.rs`: `$n` parameters typed and put in as
+//!   literals, `params.rs`; portals with row limits), columns typed as the
+//!   backend describes them, masked ones `text` (`types.rs`);
+//! - `BEGIN`/`COMMIT`/`ROLLBACK` around reads; the type lookups drivers
+//!   make, from a fixed catalog view (`catalog.rs`);
 //! - the purpose from `options='-c privet.purpose=X'` or `SET privet.purpose = 'X'`;
 //! - the session statements drivers send (harmless `SET`s, `SHOW`,
 //!   `SELECT version()`) answered here, before the pipeline;
@@ -23,14 +28,15 @@
 //! - a connection cap with a clear refusal (SQLSTATE 53300) beyond it.
 //!
 //! The audit, anomaly detection, metrics and log of a statement are
-//! HTTP's own (`http::record`), with endpoint `pg_query`; refused logins
-//! are audited with endpoint `pg_startup`.
+//! HTTP's own (`http::record`), with endpoint `pg_query`; statements
+//! refused at Describe are audited as `pg_describe`, catalog lookups as
+//! `pg_catalog`, refused logins as `pg_startup`.
 //!
 //! `[pg]` in the config or `privet serve --pg-listen ADDR` starts it beside
-//! HTTP, on the same shutdown signal. Not yet: the extended protocol,
-//! `BEGIN`/`COMMIT`, the catalog view drivers introspect; a canceled
-//! statement's backend work runs on until the statement timeout (the client
-//! is answered at once); client certificates.
+//! HTTP, on the same shutdown signal. Not yet: COPY, writes inside a
+//! transaction block, client certificates; a canceled statement runs on
+//! (bounded by the statement timeout) and is audited, the client is
+//! answered at once.
 
 use std::fmt::Debug;
 use std::future::Future;
