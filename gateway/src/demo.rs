@@ -305,7 +305,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a file whole or not at all: temp file, fsync, rename.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -56,17 +56,7 @@ fn main() {
         name: gateway::testing::unique_schema_name("pgbench"),
     };
     e2e::seed_postgres(&dir, &url, &schema.name, &scale, "7");
-    let server = Server::start_in(
-        &dir,
-        &[
-            "--backend",
-            &url,
-            "--schema",
-            &schema.name,
-            "--pg-listen",
-            "127.0.0.1:0",
-        ],
-    );
+    let server = Server::start_on_postgres(&dir, &url, &schema.name);
     println!("privet binary: {}", e2e::privet_bin().display());
     let addr = server.pg_addr().expect("the PostgreSQL address");
     let customers = (5000.0 * scale.parse::<f64>().expect("scale")).round() as u64;

@@ -260,23 +260,30 @@ impl Server {
                     name: gateway::testing::unique_schema_name(test),
                 };
                 seed_postgres(&dir, &url, &schema.name, "0.02", "7");
-                let mut server = Server::start_in(
-                    &dir,
-                    &[
-                        "--backend",
-                        &url,
-                        "--schema",
-                        &schema.name,
-                        "--pg-listen",
-                        "127.0.0.1:0",
-                    ],
-                );
-                server.backend = Backend::Postgres;
+                let mut server = Server::start_on_postgres(&dir, &url, &schema.name);
                 server.pg = Some(schema);
                 server._temp = Some(temp);
                 Some(server)
             }
         }
+    }
+
+    /// Serves `schema` of the PostgreSQL server at `url` (data dir `dir`),
+    /// HTTP and the wire protocol on free ports.
+    pub fn start_on_postgres(dir: &Path, url: &str, schema: &str) -> Server {
+        let mut server = Server::start_in(
+            dir,
+            &[
+                "--backend",
+                url,
+                "--schema",
+                schema,
+                "--pg-listen",
+                "127.0.0.1:0",
+            ],
+        );
+        server.backend = Backend::Postgres;
+        server
     }
 
     /// Starts `privet serve --data-dir DIR --listen 127.0.0.1:0 EXTRA...`.

@@ -339,7 +339,11 @@ fn psycopg_binds_parameters_and_survives_refusals() {
     }
     let server = Server::start_demo();
     let store = server.store();
-    let id = |sql: &str| -> i64 { store.query_row(sql, [], |r| r.get(0)).expect("ground truth") };
+    let id = |sql: &str| -> i64 {
+        store
+            .query_row(sql, [], |r| r.get(0))
+            .expect("ground truth")
+    };
     let opted_in = id("SELECT id FROM customers WHERE marketing_opt_in = 1 ORDER BY id LIMIT 1");
     let opted_out = id("SELECT id FROM customers WHERE marketing_opt_in <> 1 ORDER BY id LIMIT 1");
     let addr = server.pg_addr().expect("pg address");

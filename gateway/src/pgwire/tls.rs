@@ -3,7 +3,6 @@
 //! the demo encrypts out of the box; clients pin its SHA-256 fingerprint or
 //! use `sslmode=require`, which does not verify certificates).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -145,25 +144,10 @@ fn generate(dir: &Path, cert: &Path, key: &Path, pg: &PgConfig) -> Result<(), Tl
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).map_err(io(dir))?;
-    write_file(key, pair.signing_key.serialize_pem().as_bytes(), 0o600).map_err(io(key))?;
-    write_file(cert, pair.cert.pem().as_bytes(), 0o644).map_err(io(cert))?;
+    crate::demo::write_atomically(key, pair.signing_key.serialize_pem().as_bytes(), 0o600)
+        .map_err(io(key))?;
+    crate::demo::write_atomically(cert, pair.cert.pem().as_bytes(), 0o644).map_err(io(cert))?;
     Ok(())
-}
-
-/// Writes a file whole or not at all: temp file, fsync, rename.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
