@@ -338,7 +338,11 @@ fn catalog_read(sql: &str) -> Option<sqlparser::ast::Statement> {
         return None;
     }
     // Parsing costs: only a statement naming a `pg_` relation may qualify.
-    if !sql.to_ascii_lowercase().contains("pg_") {
+    if !sql
+        .as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"pg_"))
+    {
         return None;
     }
     let statement = crate::sql::parse_one(sql, crate::masks::Dialect::Postgres).ok()?;

@@ -72,8 +72,10 @@ impl Control {
     /// `BEGIN [TRANSACTION | WORK] [modes]`, `START TRANSACTION [modes]`,
     /// `COMMIT`/`END`, `ROLLBACK`/`ABORT` (`[TRANSACTION | WORK]`).
     pub(super) fn of(sql: &str) -> Option<Control> {
+        // Three words decide; longer statements are not transaction control.
         let words: Vec<String> = sql
             .split_whitespace()
+            .take(4)
             .map(str::to_ascii_lowercase)
             .collect();
         let rest_is = |from: usize| {
