@@ -382,6 +382,20 @@ impl Server {
             .clone()
     }
 
+    /// The compliance officer's audit search for `query` (purpose
+    /// `compliance`): the response body, asserted to be a 200.
+    pub async fn audit_search(&self, query: &str) -> String {
+        let reply = self
+            .get(
+                "compliance-officer",
+                &format!("/v1/audit/search?q={query}&purpose=compliance"),
+            )
+            .await;
+        let body = String::from_utf8_lossy(&reply.body).into_owned();
+        assert_eq!(reply.status, 200, "{body}");
+        body
+    }
+
     /// The PostgreSQL-protocol address the server printed (started with
     /// `--pg-listen`).
     pub fn pg_addr(&self) -> Option<SocketAddr> {

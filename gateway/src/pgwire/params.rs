@@ -286,27 +286,9 @@ pub fn literal<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> Result<Valu
     }
     let number = |n: String| Value::Number(n, false);
     Ok(match *ty {
-        Type::INT2 => number(
-            portal
-                .parameter::<i16>(i, ty)
-                .map_err(|e| invalid(&e))?
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        Type::INT4 => number(
-            portal
-                .parameter::<i32>(i, ty)
-                .map_err(|e| invalid(&e))?
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        Type::INT8 => number(
-            portal
-                .parameter::<i64>(i, ty)
-                .map_err(|e| invalid(&e))?
-                .unwrap_or_default()
-                .to_string(),
-        ),
+        Type::INT2 => number(decoded::<_, i16>(portal, i, ty).map_err(|e| invalid(&e))?.to_string()),
+        Type::INT4 => number(decoded::<_, i32>(portal, i, ty).map_err(|e| invalid(&e))?.to_string()),
+        Type::INT8 => number(decoded::<_, i64>(portal, i, ty).map_err(|e| invalid(&e))?.to_string()),
         Type::FLOAT4 | Type::FLOAT8 => {
             let v = if *ty == Type::FLOAT4 {
                 portal
@@ -347,6 +329,19 @@ pub fn literal<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> Result<Valu
         }
         _ => Value::SingleQuotedString(text_parameter(portal, i).map_err(|e| invalid(&e))?),
     })
+}
+
+/// Parameter `i` (not NULL) decoded as `T` by the type's own decoder, from
+/// text or binary format as bound.
+fn decoded<'a, S: Clone, T>(
+    portal: &'a Portal<S>,
+    i: usize,
+    ty: &Type,
+) -> Result<T, ::pgwire::error::PgWireError>
+where
+    T: tokio_postgres::types::FromSqlOwned + ::pgwire::types::FromSqlText<'a> + Default,
+{
+    portal.parameter::<T>(i, ty).map(Option::unwrap_or_default)
 }
 
 fn is_text_type(ty: &Type) -> bool {
