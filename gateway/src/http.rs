@@ -127,6 +127,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Small answers go out at once (Nagle would hold them for an ACK).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+        }
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
