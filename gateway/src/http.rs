@@ -236,7 +236,15 @@ async fn handle(
             };
             let mut handled = Handled::default();
             let (name, result) = audit_endpoint(state, &req, peer, &mut handled).await;
-            finish(state, peer, &request_id, name, at, handled, result).await
+            match record(state, peer, &request_id, name, at, handled, result).await {
+                Ok(crate::audit_api::Answer::Json(body)) => {
+                    json_response(StatusCode::OK, &body, &request_id)
+                }
+                Ok(crate::audit_api::Answer::Csv { filename, text }) => {
+                    csv_response(&filename, text, &request_id)
+                }
+                Err(e) => error_response(&e, &request_id),
+            }
         }
         (&Method::GET, path) if path.starts_with(EXPORTS_PREFIX) => {
             let at = Started {
@@ -266,6 +274,34 @@ async fn handle(
             &request_id,
         ),
     }
+}
+
+/// A CSV document as an attachment.
+fn csv_response(filename: &str, text: String, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    no_store(headers);
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+/// Answers are for their caller only: never cached, never sniffed.
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// When a request arrived.
@@ -437,14 +473,15 @@ fn detect<T>(
 const AUDIT_PREFIX: &str = "/v1/audit/";
 
 /// `GET /v1/audit/...`: authenticates (Bearer key, `purpose` query
-/// parameter), authorizes `audit_read` on the audit log, answers. Returns
-/// the endpoint's audit name and the answer.
+/// parameter), authorizes `audit_read` on the audit log, answers (JSON, or
+/// CSV for `subjects/{id}?format=csv`). Returns the endpoint's audit name
+/// and the answer.
 async fn audit_endpoint(
     state: &AppState,
     req: &Request<Incoming>,
     peer: SocketAddr,
     handled: &mut Handled,
-) -> (&'static str, Result<serde_json::Value, RequestError>) {
+) -> (&'static str, Result<crate::audit_api::Answer, RequestError>) {
     let path = req.uri().path();
     let rest = path.strip_prefix(AUDIT_PREFIX).unwrap_or_default();
     let params = crate::audit_api::QueryParams::parse(req.uri().query().unwrap_or(""));
@@ -885,6 +922,7 @@ fn json_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    no_store(headers);
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", id);
     }
