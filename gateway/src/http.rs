@@ -48,6 +48,8 @@ pub struct AppState {
     pub audit: Arc<AuditTrail>,
     pub metrics: Metrics,
     pub(crate) request_ids: RequestIds,
+    /// The compliance console's sessions (console.rs).
+    pub(crate) console: crate::console::Sessions,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             audit,
             metrics: Metrics::default(),
             request_ids: RequestIds::new(),
+            console: crate::console::Sessions::default(),
         }
     }
 }
@@ -245,6 +248,9 @@ async fn handle(
                 }
                 Err(e) => error_response(&e, &request_id),
             }
+        }
+        (_, path) if path == crate::console::PREFIX || path.starts_with("/console/") => {
+            crate::console::handle(state, peer, req, &request_id).await
         }
         (&Method::GET, path) if path.starts_with(EXPORTS_PREFIX) => {
             let at = Started {
@@ -472,10 +478,11 @@ fn detect<T>(
 /// The audit endpoints, all `GET`, all needing Cedar's `audit_read`.
 const AUDIT_PREFIX: &str = "/v1/audit/";
 
-/// `GET /v1/audit/...`: authenticates (Bearer key, `purpose` query
-/// parameter), authorizes `audit_read` on the audit log, answers (JSON, or
-/// CSV for `subjects/{id}?format=csv`). Returns the endpoint's audit name
-/// and the answer.
+/// `GET /v1/audit/...`: authenticates (Bearer key, or the compliance
+/// console's session cookie: console.rs), takes the `purpose` query
+/// parameter (a console session's purpose when absent), authorizes
+/// `audit_read` on the audit log, answers. Returns the endpoint's audit
+/// name and the answer.
 async fn audit_endpoint(
     state: &AppState,
     req: &Request<Incoming>,
@@ -491,9 +498,10 @@ async fn audit_endpoint(
     };
     let name = request.audit_name();
     let result = async {
-        let principal = authenticate(&state.gateway, req.headers())?;
+        let (principal, session_purpose) =
+            crate::console::audit_credentials(state, req.headers())?;
         handled.principal = Some(Arc::clone(&principal));
-        let purpose = params.get("purpose").map(str::to_owned).ok_or_else(|| {
+        let purpose = params.get("purpose").map(str::to_owned).or(session_purpose).ok_or_else(|| {
             RequestError::new(
                 ErrorCode::BadRequest,
                 format!(
@@ -848,7 +856,7 @@ async fn run_query(
 }
 
 /// `Authorization: Bearer KEY` → the principal.
-fn authenticate(
+pub(crate) fn authenticate(
     gateway: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<PrincipalConfig>, RequestError> {
@@ -871,7 +879,10 @@ fn authenticate(
 }
 
 /// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body(mut body: Incoming, headers: &HeaderMap) -> Result<Bytes, RequestError> {
+pub(crate) async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+) -> Result<Bytes, RequestError> {
     let too_large = || {
         RequestError::new(
             ErrorCode::PayloadTooLarge,
@@ -909,7 +920,7 @@ async fn read_body(mut body: Incoming, headers: &HeaderMap) -> Result<Bytes, Req
     Ok(buf.freeze())
 }
 
-fn json_response(
+pub(crate) fn json_response(
     status: StatusCode,
     body: &serde_json::Value,
     request_id: &str,
@@ -929,7 +940,7 @@ fn json_response(
     response
 }
 
-fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes>> {
     let mut body = json!({
         "code": error.code.as_str(),
         "message": error.message,
@@ -970,7 +981,7 @@ fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes
     response
 }
 
-fn method_not_allowed(allow: &'static str, request_id: &str) -> Response<Full<Bytes>> {
+pub(crate) fn method_not_allowed(allow: &'static str, request_id: &str) -> Response<Full<Bytes>> {
     let error = RequestError::new(
         ErrorCode::MethodNotAllowed,
         format!("this endpoint takes {allow} only"),
