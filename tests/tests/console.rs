@@ -386,6 +386,67 @@ async fn subject_report_csv() {
     assert_error(&bad, 400, "bad_request");
 }
 
+/// `GET /v1/audit/health` as the officer.
+async fn health(server: &Server) -> Value {
+    let reply = server
+        .get(OFFICER, "/v1/audit/health?purpose=compliance")
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()
+}
+
+/// Log health says when the log was last verified in full, whether over
+/// HTTP or with `privet audit verify` beside the running gateway.
+#[tokio::test]
+async fn log_health_tracks_full_verifications() {
+    let server = Server::start_demo();
+    let read = server
+        .query(
+            "marketing-service",
+            "marketing",
+            "SELECT id FROM customers WHERE id < 3",
+        )
+        .await;
+    assert_eq!(read.status, 200);
+    let before = health(&server).await;
+    assert_eq!(before["last_verification"], Value::Null, "{before}");
+    assert!(before["size"].as_u64().unwrap() >= 1);
+    assert!(before["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+
+    let dir = server.data_dir.to_str().expect("UTF-8 path").to_string();
+    let out = e2e::privet(&["audit", "verify", "--data-dir", &dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after_cli = health(&server).await;
+    let last = &after_cli["last_verification"];
+    assert_eq!(last["verified"], true, "{after_cli}");
+    let cli_events = last["events"].as_u64().unwrap();
+    assert!(cli_events >= 2, "{after_cli}");
+
+    let verified = server
+        .get(OFFICER, "/v1/audit/verify?purpose=compliance")
+        .await;
+    assert_eq!(verified.json()["verified"], true);
+    let after_http = health(&server).await;
+    let last = &after_http["last_verification"];
+    assert!(
+        last["events"].as_u64().unwrap() > cli_events,
+        "{after_http}"
+    );
+    assert!(last["time_us"].as_i64() > after_cli["last_verification"]["time_us"].as_i64());
+}
+
 /// What the browser test needs, or why it cannot run.
 fn browser_setup(root: &Path) -> Result<(PathBuf, String), String> {
     let chromium = std::env::var("PRIVET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
