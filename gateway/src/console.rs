@@ -20,8 +20,9 @@
 //!   responses `Cache-Control: no-store`.
 //!
 //! The HTTP front serves plaintext only (TLS is configured for the wire
-//! front), so the cookie is marked `Secure` only when [`SERVED_OVER_TLS`]
-//! says the console is served over TLS.
+//! front), so the cookie is marked `Secure` when the console is served over
+//! TLS by a terminating proxy in front of it, which says so with
+//! `X-Forwarded-Proto: https` ([`served_over_tls`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -55,9 +56,17 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
 /// Sessions held at most; sign-in is refused (503) beyond it.
 const MAX_SESSIONS: usize = 10_000;
 /// Whether the console is served over TLS, which decides the cookie's
-/// `Secure` flag. The HTTP front is plaintext today; put a TLS-terminating
-/// proxy in front of it for anything but loopback.
-pub const SERVED_OVER_TLS: bool = false;
+/// `Secure` flag. The HTTP front itself is plaintext; a TLS-terminating
+/// proxy in front of it (needed for anything but loopback) says
+/// `X-Forwarded-Proto: https`. Believing a client that claims it without a
+/// proxy is harmless: it only makes the cookie stricter (its own browser
+/// then keeps it off plain HTTP).
+pub fn served_over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
 
 /// The Content-Security-Policy of every console response.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -300,6 +309,7 @@ async fn sign_in(
     let at = Started::now();
     let mut handled = Handled::default();
     let (parts, body) = req.into_parts();
+    let secure = served_over_tls(&parts.headers);
     let result = async {
         if parts.headers.get(CONSOLE_HEADER).map(HeaderValue::as_bytes) != Some(&b"1"[..]) {
             return Err(RequestError::new(
@@ -358,7 +368,7 @@ async fn sign_in(
     match audited {
         Ok((id, body)) => {
             let mut response = crate::http::json_response(StatusCode::OK, &body, request_id);
-            if let Ok(value) = HeaderValue::from_str(&cookie(Some(&id), SERVED_OVER_TLS)) {
+            if let Ok(value) = HeaderValue::from_str(&cookie(Some(&id), secure)) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
             response
@@ -399,7 +409,7 @@ async fn sign_out(
         Ok(body) => crate::http::json_response(StatusCode::OK, &body, request_id),
         Err(e) => crate::http::error_response(&e, request_id),
     };
-    if let Ok(value) = HeaderValue::from_str(&cookie(None, SERVED_OVER_TLS)) {
+    if let Ok(value) = HeaderValue::from_str(&cookie(None, served_over_tls(req.headers()))) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
@@ -463,6 +473,12 @@ mod tests {
         );
         assert!(cookie(Some("abc"), true).ends_with("; Secure"));
         assert!(cookie(None, false).contains("Max-Age=0"));
+        let mut headers = HeaderMap::new();
+        assert!(!served_over_tls(&headers));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS"));
+        assert!(served_over_tls(&headers));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        assert!(!served_over_tls(&headers));
         let mut headers = HeaderMap::new();
         headers.append(
             header::COOKIE,

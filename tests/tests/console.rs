@@ -163,6 +163,21 @@ async fn console_pages_sessions_and_refusals() {
     assert_eq!(header(&signed, "cache-control"), "no-store");
     assert_eq!(header(&signed, "content-security-policy"), CSP);
     let cookie = session_cookie(&signed);
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let proxied = server
+        .send(
+            "POST",
+            "/console/session",
+            &[("x-privet-console", "1"), ("x-forwarded-proto", "https")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(proxied.status, 200);
+    assert!(
+        header(&proxied, "set-cookie").ends_with("; Secure"),
+        "{}",
+        header(&proxied, "set-cookie")
+    );
 
     // Who am I.
     let me = with_cookie(&server, "/console/session", &cookie, true).await;
