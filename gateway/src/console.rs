@@ -504,6 +504,23 @@ mod tests {
             !name.is_empty() && rest[name.len()..].starts_with('=')
         });
         assert_eq!(handlers.count(), 0);
+        // Every control has a label naming it.
+        let mut controls = 0;
+        for tag in ["<input id=\"", "<select id=\""] {
+            for rest in INDEX_HTML.split(tag).skip(1) {
+                let id = rest.split('"').next().unwrap();
+                assert!(
+                    INDEX_HTML.contains(&format!("<label for=\"{id}\">")),
+                    "no label for #{id}"
+                );
+                controls += 1;
+            }
+        }
+        assert!(controls >= 12, "{controls}");
+        assert!(
+            !INDEX_HTML.contains("<input name"),
+            "inputs carry ids first"
+        );
         assert_eq!(INDEX_HTML.matches("<script").count(), 1);
         assert!(
             !CONSOLE_JS.contains("innerHTML"),

@@ -147,13 +147,15 @@ try {
   await shot(page, 'event-tampered-entry');
   await page.unroute('**/v1/audit/events/**');
 
-  // Untouched again: tamper-free.
-  await row.getByRole('button', { name: /Open event/ }).click();
+  // Untouched again: tamper-free (opened from the keyboard).
+  await row.getByRole('button', { name: /Open event/ }).focus();
+  await page.keyboard.press('Enter');
   await page.locator('#proof-badge.ok').waitFor();
   check(true, 'the untouched event verifies again');
 
-  // 5. Timeline.
-  await page.getByRole('button', { name: 'Timeline' }).click();
+  // 5. Timeline (its tab chosen from the keyboard).
+  await page.getByRole('button', { name: 'Timeline' }).focus();
+  await page.keyboard.press('Enter');
   await page.locator('#timeline-charts figure').first().waitFor();
   const captions = await page.locator('#timeline-charts figcaption').allInnerTexts();
   const recs = captions.find((c) => c.startsWith('recs-service'));
