@@ -48,6 +48,8 @@ pub struct AppState {
     pub audit: Arc<AuditTrail>,
     pub metrics: Metrics,
     pub(crate) request_ids: RequestIds,
+    /// The compliance console's sessions (console.rs).
+    pub(crate) console: crate::console::Sessions,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             audit,
             metrics: Metrics::default(),
             request_ids: RequestIds::new(),
+            console: crate::console::Sessions::default(),
         }
     }
 }
@@ -240,7 +243,18 @@ async fn handle(
             };
             let mut handled = Handled::default();
             let (name, result) = audit_endpoint(state, &req, peer, &mut handled).await;
-            finish(state, peer, &request_id, name, at, handled, result).await
+            match record(state, peer, &request_id, name, at, handled, result).await {
+                Ok(crate::audit_api::Answer::Json(body)) => {
+                    json_response(StatusCode::OK, &body, &request_id)
+                }
+                Ok(crate::audit_api::Answer::Csv { filename, text }) => {
+                    csv_response(&filename, text, &request_id)
+                }
+                Err(e) => error_response(&e, &request_id),
+            }
+        }
+        (_, path) if path == crate::console::PREFIX || path.starts_with("/console/") => {
+            crate::console::handle(state, peer, req, &request_id).await
         }
         (&Method::GET, path) if path.starts_with(EXPORTS_PREFIX) => {
             let at = Started {
@@ -270,6 +284,34 @@ async fn handle(
             &request_id,
         ),
     }
+}
+
+/// A CSV document as an attachment.
+fn csv_response(filename: &str, text: String, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    no_store(headers);
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+/// Answers are for their caller only: never cached, never sniffed.
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// When a request arrived.
@@ -440,15 +482,17 @@ fn detect<T>(
 /// The audit endpoints, all `GET`, all needing Cedar's `audit_read`.
 const AUDIT_PREFIX: &str = "/v1/audit/";
 
-/// `GET /v1/audit/...`: authenticates (Bearer key, `purpose` query
-/// parameter), authorizes `audit_read` on the audit log, answers. Returns
-/// the endpoint's audit name and the answer.
+/// `GET /v1/audit/...`: authenticates (Bearer key, or the compliance
+/// console's session cookie: console.rs), takes the `purpose` query
+/// parameter (a console session's purpose when absent), authorizes
+/// `audit_read` on the audit log, answers. Returns the endpoint's audit
+/// name and the answer.
 async fn audit_endpoint(
     state: &AppState,
     req: &Request<Incoming>,
     peer: SocketAddr,
     handled: &mut Handled,
-) -> (&'static str, Result<serde_json::Value, RequestError>) {
+) -> (&'static str, Result<crate::audit_api::Answer, RequestError>) {
     let path = req.uri().path();
     let rest = path.strip_prefix(AUDIT_PREFIX).unwrap_or_default();
     let params = crate::audit_api::QueryParams::parse(req.uri().query().unwrap_or(""));
@@ -458,9 +502,10 @@ async fn audit_endpoint(
     };
     let name = request.audit_name();
     let result = async {
-        let principal = authenticate(&state.gateway, req.headers())?;
+        let (principal, session_purpose) =
+            crate::console::audit_credentials(state, req.headers())?;
         handled.principal = Some(Arc::clone(&principal));
-        let purpose = params.get("purpose").map(str::to_owned).ok_or_else(|| {
+        let purpose = params.get("purpose").map(str::to_owned).or(session_purpose).ok_or_else(|| {
             RequestError::new(
                 ErrorCode::BadRequest,
                 format!(
@@ -815,7 +860,7 @@ async fn run_query(
 }
 
 /// `Authorization: Bearer KEY` → the principal.
-fn authenticate(
+pub(crate) fn authenticate(
     gateway: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<PrincipalConfig>, RequestError> {
@@ -838,7 +883,10 @@ fn authenticate(
 }
 
 /// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body(mut body: Incoming, headers: &HeaderMap) -> Result<Bytes, RequestError> {
+pub(crate) async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+) -> Result<Bytes, RequestError> {
     let too_large = || {
         RequestError::new(
             ErrorCode::PayloadTooLarge,
@@ -876,7 +924,7 @@ async fn read_body(mut body: Incoming, headers: &HeaderMap) -> Result<Bytes, Req
     Ok(buf.freeze())
 }
 
-fn json_response(
+pub(crate) fn json_response(
     status: StatusCode,
     body: &serde_json::Value,
     request_id: &str,
@@ -889,13 +937,14 @@ fn json_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    no_store(headers);
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", id);
     }
     response
 }
 
-fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes>> {
     let mut body = json!({
         "code": error.code.as_str(),
         "message": error.message,
@@ -936,7 +985,7 @@ fn error_response(error: &RequestError, request_id: &str) -> Response<Full<Bytes
     response
 }
 
-fn method_not_allowed(allow: &'static str, request_id: &str) -> Response<Full<Bytes>> {
+pub(crate) fn method_not_allowed(allow: &'static str, request_id: &str) -> Response<Full<Bytes>> {
     let error = RequestError::new(
         ErrorCode::MethodNotAllowed,
         format!("this endpoint takes {allow} only"),

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod catalog;
 mod civil;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod detect;
 pub mod error;

@@ -492,43 +492,24 @@ fn audit_command(
     };
     let api_err = |e: gateway::error::RequestError| anyhow::anyhow!(e.message);
     match command {
-        AuditCommand::Verify { public_key } => match match &public_key {
-            Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let key = audit::PublicKey::from_pem(&pem).with_context(|| {
-                    format!("{} is not an Ed25519 public key in PEM", path.display())
-                })?;
-                audit::verify_with_key(&log_dir, &key)
-            }
-            None => audit::verify(&log_dir),
-        } {
-            Ok(report) => {
-                println!(
-                    "ok: {} events in {} segment(s), {} checkpoint(s) verified; root {} ({:.0} events/s)",
-                    report.events,
-                    report.segments,
-                    report.checkpoints,
-                    base64_of(&report.root),
-                    report.events_per_sec
-                );
-                if report.torn_tail_bytes > 0 {
-                    println!(
-                        "note: {} bytes of an unfinished write at the end (cut on the next start)",
-                        report.torn_tail_bytes
-                    );
+        AuditCommand::Verify { public_key } => {
+            let result = match &public_key {
+                Some(path) => {
+                    let pem = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let key = audit::PublicKey::from_pem(&pem).with_context(|| {
+                        format!("{} is not an Ed25519 public key in PEM", path.display())
+                    })?;
+                    audit::verify_with_key(&log_dir, &key)
                 }
-                Ok(true)
+                None => audit::verify(&log_dir),
+            };
+            // For the console's log health: when the log was last verified.
+            if let Some(outcome) = api::verification_json(&result) {
+                api::record_verification(&audit_dir, &outcome);
             }
-            Err(audit::LogError::Tampered { seq, what }) => {
-                match seq {
-                    Some(seq) => println!("TAMPERED at seq {seq}: {what}"),
-                    None => println!("TAMPERED: {what}"),
-                }
-                Ok(false)
-            }
-            Err(e) => Err(e).context("verifying the audit log"),
-        },
+            print_verification(result)
+        }
         AuditCommand::Show { seq } => {
             let log = reader()?;
             let shown = api::show(&log, seq).map_err(api_err)?;
@@ -717,6 +698,37 @@ fn audit_command(
             print!("{}", log.public_key().to_pem());
             Ok(true)
         }
+    }
+}
+
+/// Prints the outcome of `privet audit verify`; `Ok(false)` when tampered.
+fn print_verification(result: Result<audit::VerifyReport, audit::LogError>) -> Result<bool> {
+    match result {
+        Ok(report) => {
+            println!(
+                "ok: {} events in {} segment(s), {} checkpoint(s) verified; root {} ({:.0} events/s)",
+                report.events,
+                report.segments,
+                report.checkpoints,
+                base64_of(&report.root),
+                report.events_per_sec
+            );
+            if report.torn_tail_bytes > 0 {
+                println!(
+                    "note: {} bytes of an unfinished write at the end (cut on the next start)",
+                    report.torn_tail_bytes
+                );
+            }
+            Ok(true)
+        }
+        Err(audit::LogError::Tampered { seq, what }) => {
+            match seq {
+                Some(seq) => println!("TAMPERED at seq {seq}: {what}"),
+                None => println!("TAMPERED: {what}"),
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e).context("verifying the audit log"),
     }
 }
 
