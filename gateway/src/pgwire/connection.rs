@@ -70,6 +70,7 @@ where
     let Some(mut socket) = negotiated else {
         return Ok(());
     };
+    let mut corked = false;
     loop {
         let starting = matches!(
             socket.state(),
@@ -121,6 +122,21 @@ where
         };
         // A cancel request comes on a connection of its own, closed after.
         let is_cancel_request = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        // An extended-protocol batch (Parse/Bind/Describe/Execute … Sync)
+        // is answered in one segment, as PostgreSQL does: pgwire flushes
+        // after each reply message, so the socket is corked until the
+        // batch's Sync or Flush (or any other message) has been answered.
+        let holds_replies = matches!(
+            message,
+            PgWireFrontendMessage::Parse(_)
+                | PgWireFrontendMessage::Bind(_)
+                | PgWireFrontendMessage::Describe(_)
+                | PgWireFrontendMessage::Execute(_)
+                | PgWireFrontendMessage::Close(_)
+        );
+        if holds_replies && !corked {
+            corked = set_cork(socket.get_ref(), true);
+        }
         if let Err(mut e) = process_message(
             message,
             &mut socket,
@@ -139,9 +155,45 @@ where
                 break;
             }
         }
+        if corked && !holds_replies {
+            corked = !set_cork(socket.get_ref(), false);
+        }
         if is_cancel_request {
             break;
         }
     }
     Ok(())
+}
+
+/// Sets TCP_CORK on the connection's socket: while set, the kernel holds
+/// written data until a full segment or until unset (at most 200 ms).
+/// Returns whether the call succeeded; a failure only costs segments.
+#[cfg(target_os = "linux")]
+fn set_cork(stream: &::pgwire::tokio::server::MaybeTls, on: bool) -> bool {
+    use ::pgwire::tokio::server::MaybeTls;
+    use std::os::fd::AsRawFd as _;
+    let fd = match stream {
+        MaybeTls::Plain(tcp) => tcp.as_raw_fd(),
+        MaybeTls::Tls(tls) => tls.get_ref().0.as_raw_fd(),
+        _ => return false,
+    };
+    let value = libc::c_int::from(on);
+    // SAFETY: `fd` is this connection's open socket, borrowed from `stream`
+    // for the duration of the call; `value` outlives the call and its size
+    // is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            std::ptr::from_ref(&value).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    };
+    rc == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_cork(_stream: &::pgwire::tokio::server::MaybeTls, _on: bool) -> bool {
+    false
 }

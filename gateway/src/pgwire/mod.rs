@@ -180,11 +180,6 @@ pub async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             () = &mut shutdown => break,
         };
-        // As PostgreSQL and pgwire's own loop: a reply's messages go out
-        // as written, not held by Nagle until the client ACKs the last.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "pg: could not set TCP_NODELAY");
-        }
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
             tracing::warn!(%peer, max, "pg: connection refused, at the connection cap");
             tasks.spawn(refuse_too_many(stream, max));
