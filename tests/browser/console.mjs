@@ -189,6 +189,23 @@ try {
   check(download.suggestedFilename() === `subject-customer-${customer}.csv`, `CSV named ${download.suggestedFilename()}`);
   await download.saveAs(path.join(shots, 'subject.csv'));
 
+  // 7b. An attack on the officer: markup in text the page displays is
+  // shown as text, never rendered or run. The audit log keeps no free text
+  // a principal chose (fingerprints drop literals and aliases: the Rust
+  // side checks that), so the way in left is what the page echoes back, as
+  // the subject report does with the id it was given.
+  const payload = '<img src=x onerror=window.pwned=1>';
+  await page.getByLabel('Customer id').fill(payload);
+  await page.getByRole('button', { name: 'Run report' }).click();
+  await page.locator('#subject-summary').filter({ hasText: 'onerror' }).waitFor();
+  check((await page.locator('#subject-summary').innerText()).includes(payload), 'the hostile id is shown as text');
+  const injected = await page.evaluate(() => ({
+    images: document.querySelectorAll('img').length,
+    pwned: window.pwned,
+  }));
+  check(injected.images === 0 && injected.pwned === undefined, `no element or script from the payload ${JSON.stringify(injected)}`);
+  await shot(page, 'hostile-markup-as-text');
+
   // 8. A narrow window: no sideways scrolling, results as cards.
   await page.setViewportSize({ width: 420, height: 800 });
   await page.getByRole('button', { name: 'Audit search' }).click();

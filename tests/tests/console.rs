@@ -497,6 +497,10 @@ fn screenshot_dir() -> PathBuf {
     target.join("console-screenshots")
 }
 
+/// Markup an attacker would like the console to render (tried as a
+/// column alias here, as a subject id in the browser test).
+const XSS_PAYLOAD: &str = "<img src=x onerror=window.pwned=1>";
+
 /// The console in headless Chromium: sign in, search, a verified proof and
 /// tampered ones refused, timeline, log health, subject report and CSV,
 /// narrow window, sign out. Skipped (said so) without chromium, node or
@@ -538,6 +542,30 @@ async fn console_in_headless_chromium() {
             .await;
         assert_eq!(denied.status, 403);
     }
+
+    // An attack on the officer's browser would put markup into what the
+    // console shows. A principal's own words never reach the log: the
+    // fingerprint drops the alias, as it drops literals.
+    let hostile = server
+        .query(
+            "marketing-service",
+            "marketing",
+            &format!("SELECT country AS \"{XSS_PAYLOAD}\" FROM customers WHERE id < 3"),
+        )
+        .await;
+    assert_eq!(hostile.status, 200);
+    let request_id = header(&hostile, "x-request-id");
+    let logged = events(&server, "principal:\"marketing-service\"")
+        .await
+        .into_iter()
+        .find(|e| e["request_id"] == request_id)
+        .expect("the hostile query's event")
+        .to_string();
+    assert!(
+        logged.contains("SELECT country AS ? FROM customers"),
+        "{logged}"
+    );
+    assert!(!logged.contains("onerror"), "{logged}");
 
     let shots = screenshot_dir();
     let _ = std::fs::remove_dir_all(&shots);
@@ -589,6 +617,7 @@ async fn console_in_headless_chromium() {
         "timeline",
         "log-health",
         "subject-report",
+        "hostile-markup-as-text",
         "narrow-search",
         "signed-out",
     ] {
