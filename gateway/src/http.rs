@@ -137,7 +137,24 @@ pub async fn serve(
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(respond(&state, peer, req).await) }
+            async move {
+                // Each request runs to its end in a task of its own: hyper
+                // drops this future when the client hangs up mid-request,
+                // which must end only the wait, never the audit of what
+                // was asked (and done).
+                let task = tokio::spawn({
+                    let state = Arc::clone(&state);
+                    async move { respond(&state, peer, req).await }
+                });
+                Ok::<_, Infallible>(task.await.unwrap_or_else(|e| {
+                    let failed = RequestError::new(
+                        ErrorCode::Internal,
+                        format!("the request's task failed: {e}"),
+                    );
+                    error_response(&failed, &state.request_ids.next())
+                        .map(|body| body.map_err(|never| match never {}).boxed())
+                }))
+            }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

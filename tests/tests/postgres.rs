@@ -96,6 +96,33 @@ async fn start(test: &str, limits: &str) -> Option<(Server, Role, String)> {
 
 const POINT: &str = "SELECT id, product_id, kind FROM events WHERE id = 42";
 
+/// A cross join the server cannot finish before a short statement timeout.
+const SLOW: &str = "SELECT count(*) FROM events a, events b, events c";
+
+/// Waits until PostgreSQL reports a `count(*)` statement of `role` running.
+async fn wait_until_counting(admin: &tokio_postgres::Client, role: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let active: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state = 'active' \
+                 AND query LIKE '%count(*)%'",
+                &[&role],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if active > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow query never started"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
 async fn losing_postgres_gives_clean_503s_and_the_gateway_recovers_by_itself() {
     let Some((server, role, url)) = start("pg_outage", "").await else {
@@ -170,35 +197,14 @@ async fn slow_queries_time_out_with_504_and_a_full_pool_refuses_with_503() {
         return;
     };
     let server = Arc::new(server);
-    // A cross join the server cannot finish in time.
-    let slow = "SELECT count(*) FROM events a, events b, events c";
     let running = {
         let server = Arc::clone(&server);
-        tokio::spawn(async move { server.query("recs-service", "recommendation", slow).await })
+        tokio::spawn(async move { server.query("recs-service", "recommendation", SLOW).await })
     };
     // Wait until PostgreSQL reports the slow statement running: the one
     // pooled connection is then busy.
     let admin = admin(&url).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let active: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state = 'active' \
-                 AND query LIKE '%count(*)%'",
-                &[&role.name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if active > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow query never started"
-        );
-        tokio::task::yield_now().await;
-    }
+    wait_until_counting(&admin, &role.name).await;
     let busy = server.query("recs-service", "recommendation", POINT).await;
     assert_eq!(busy.status, 503, "{}", String::from_utf8_lossy(&busy.body));
     assert_eq!(busy.json()["error"]["code"], "backend_busy");
@@ -219,6 +225,50 @@ async fn slow_queries_time_out_with_504_and_a_full_pool_refuses_with_503() {
         200,
         "{}",
         String::from_utf8_lossy(&again.body)
+    );
+}
+
+/// A client that hangs up while its query runs is still audited: the
+/// request runs to its end (here the statement timeout) whatever the
+/// connection does, and its event is written. Before requests ran in tasks
+/// of their own, hyper dropped the request with the connection and the
+/// event was never written.
+#[tokio::test]
+async fn a_client_hanging_up_mid_query_is_still_audited() {
+    use tokio::io::AsyncWriteExt as _;
+    let limits = "\n[limits]\nstatement_timeout_ms = 1000\n";
+    let Some((server, role, url)) = start("pg_hang_up", limits).await else {
+        return;
+    };
+    let body = serde_json::json!({"sql": SLOW, "purpose": "recommendation"}).to_string();
+    let request = format!(
+        "POST /v1/query HTTP/1.1\r\nHost: privet\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.key("recs-service"),
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    // Hang up once the statement is running, without reading the answer.
+    wait_until_counting(&admin(&url).await, &role.name).await;
+    drop(stream);
+    // The request's log line comes after its event is durable.
+    server.wait_for_log("\"recs-service\"");
+    let found = server.audit_search("principal:%22recs-service%22").await;
+    let found: serde_json::Value = serde_json::from_str(&found).expect("search JSON");
+    let events = found["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "{found}");
+    assert_eq!(events[0]["error_code"], "query_timeout", "{found}");
+    assert!(
+        events[0]["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.contains("count")),
+        "{found}"
     );
 }
 
