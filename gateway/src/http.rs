@@ -151,8 +151,7 @@ pub async fn serve(
                         ErrorCode::Internal,
                         format!("the request's task failed: {e}"),
                     );
-                    error_response(&failed, &state.request_ids.next())
-                        .map(|body| body.map_err(|never| match never {}).boxed())
+                    whole(error_response(&failed, &state.request_ids.next()))
                 }))
             }
         });
@@ -189,9 +188,12 @@ async fn respond(state: &AppState, peer: SocketAddr, req: Request<Incoming>) -> 
     if download {
         return export_download(state, peer, req).await;
     }
-    handle(state, peer, req)
-        .await
-        .map(|body| body.map_err(|never| match never {}).boxed())
+    whole(handle(state, peer, req).await)
+}
+
+/// A whole-body response as the server's [`Body`] type.
+fn whole(response: Response<Full<Bytes>>) -> Response<Body> {
+    response.map(|body| body.map_err(|never| match never {}).boxed())
 }
 
 async fn handle(
