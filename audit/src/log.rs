@@ -7,7 +7,9 @@
 //! each caller. Nothing is acknowledged before it is durable, and a failed
 //! batch is cut off the file again before the next one is written, so the
 //! log never holds an event its caller was told failed (see
-//! [`AuditLog::append`]).
+//! [`AuditLog::append`]). The writer keeps zeros preallocated after the
+//! records so that a batch overwrites space the file already has and its
+//! `fdatasync` has no file size to journal (see [`crate::format`]).
 //!
 //! The on-disk format is described in [`crate::format`]; checkpoints and
 //! keys in [`crate::checkpoint`].
@@ -28,8 +30,8 @@ use crate::checkpoint::{self, PublicKey, SignedCheckpoint, CHECKPOINTS_FILE};
 use crate::error::LogError;
 use crate::event::Event;
 use crate::format::{
-    self, check_torn_tail_of, decode_header, encode_record, scan_segment, segment_file_name,
-    HASH_LEN, HEADER_LEN, MAX_ENTRY_BYTES, ZERO_SEQ_PREFIX,
+    self, classify_tail_of, decode_header, encode_record, scan_segment, segment_file_name, Tail,
+    HASH_LEN, HEADER_LEN, MAX_ENTRY_BYTES, PREALLOCATE_BYTES, ZERO_SEQ_PREFIX,
 };
 use crate::merkle::{leaf_hash, Hash, Tree};
 
@@ -358,6 +360,8 @@ impl AuditLog {
             file: writer_file,
             seg_first,
             seg_len,
+            // Recovery cut any zeros, so the file ends at its last record.
+            allocated: seg_len,
             segment_bytes: options
                 .segment_bytes
                 .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
@@ -981,17 +985,21 @@ fn recover_segments(
                      not a torn write"
                 )));
             }
-            let (tail_len, torn) =
-                check_torn_tail_of(&file, &fault).map_err(|e| LogError::io(path, e))?;
-            torn.map_err(corrupt)?;
+            let tail = classify_tail_of(&file, &fault)
+                .map_err(|e| LogError::io(path, e))?
+                .map_err(corrupt)?;
+            // Torn or preallocated, the log ends at the fault; the writer
+            // starts from an exact file.
             if !read_only {
                 file.set_len(fault.offset)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| LogError::io(path, e))?;
             }
-            recovery.torn_bytes = tail_len;
-            recovery.torn_at = Some(fault.seq);
-            recovery.torn_reason = Some(format!("segment {name}, {}", fault.what));
+            if let Tail::Torn { bytes } = tail {
+                recovery.torn_bytes = bytes;
+                recovery.torn_at = Some(fault.seq);
+                recovery.torn_reason = Some(format!("segment {name}, {}", fault.what));
+            }
             len = fault.offset;
         }
         segments.push(Segment {
@@ -1011,8 +1019,11 @@ struct Writer {
     /// The current (last) segment.
     file: Arc<File>,
     seg_first: u64,
-    /// Durable length of the current segment.
+    /// Durable length of the current segment: the end of its last record.
     seg_len: u64,
+    /// The current segment file's length: `seg_len` plus the zeros
+    /// preallocated after it (see [`crate::format`]).
+    allocated: u64,
     segment_bytes: u64,
     checkpoint_interval: Option<Duration>,
     last_check: Instant,
@@ -1082,6 +1093,9 @@ impl Writer {
             self.commit(&mut batch);
         }
         self.maybe_checkpoint(true);
+        // A closed log's files end at their last record. If this fails the
+        // zeros stay, and the next open cuts them.
+        let _ = self.cut_preallocation();
     }
 
     /// Writes a checkpoint when the interval passed (or `now`) and the log
@@ -1141,6 +1155,18 @@ impl Writer {
                 body,
             ));
         }
+        let batch_len = self.buf.len() as u64;
+        // Beyond the preallocated space, the same write extends the file
+        // with zeros, so the next batches only overwrite (no size change
+        // for fdatasync to journal).
+        let end = self.seg_len + batch_len;
+        let allocated = if end > self.allocated {
+            let target = end + PREALLOCATE_BYTES.min(self.segment_bytes);
+            self.buf.resize((target - self.seg_len) as usize, 0);
+            target
+        } else {
+            self.allocated
+        };
         let path = self.segment_path();
         let result = if offsets_fit {
             self.file
@@ -1161,7 +1187,8 @@ impl Writer {
             }
             return;
         }
-        let new_len = self.seg_len + self.buf.len() as u64;
+        let new_len = end;
+        self.allocated = allocated;
         {
             let mut st = self
                 .shared
@@ -1192,10 +1219,7 @@ impl Writer {
     /// Removes whatever a failed batch left in the segment. If that fails
     /// too, the file may hold records nobody was told about: stop writing.
     fn roll_back(&mut self, path: &Path) {
-        let result = self
-            .file
-            .set_len(self.seg_len)
-            .and_then(|()| self.file.sync_data());
+        let result = self.cut_preallocation();
         #[cfg(test)]
         let result = if self.shared.faults.fail_rollback.load(Ordering::SeqCst) {
             Err(io::Error::other("injected truncate failure"))
@@ -1213,8 +1237,21 @@ impl Writer {
         }
     }
 
+    /// Cuts the current segment file back to its last durable record:
+    /// the preallocated zeros, and whatever a failed batch left there.
+    fn cut_preallocation(&mut self) -> io::Result<()> {
+        self.file
+            .set_len(self.seg_len)
+            .and_then(|()| self.file.sync_data())?;
+        self.allocated = self.seg_len;
+        Ok(())
+    }
+
     /// Starts a new segment whose first record will be `first_seq`.
     fn rotate(&mut self, first_seq: u64) -> Result<(), LogError> {
+        // Only the last segment may end in preallocated zeros.
+        self.cut_preallocation()
+            .map_err(|e| LogError::io(&self.segment_path(), e))?;
         let path = self.shared.dir.join(segment_file_name(first_seq));
         // Not create_new: a previous attempt may have created the file and
         // failed later (at the directory sync); nothing was written to it.
@@ -1249,6 +1286,7 @@ impl Writer {
         self.file = file;
         self.seg_first = first_seq;
         self.seg_len = 0;
+        self.allocated = 0;
         Ok(())
     }
 
@@ -1313,13 +1351,17 @@ mod tests {
             assert_eq!(log.append_blocking(event(n)).unwrap(), n);
         }
         let seg = dir.path().join(segment_file_name(0));
-        let len = fs::metadata(&seg).unwrap().len();
+        let len = read(&log.shared.state).segments[0].len;
+        // Preallocated space follows the records.
+        assert!(fs::metadata(&seg).unwrap().len() > len);
         log.inject_sync_failures(1);
         let err = log.append_blocking(event(3)).unwrap_err();
         assert!(matches!(err, LogError::Unavailable { .. }), "{err}");
         assert!(err.to_string().contains("injected"), "{err}");
-        // Not in the log, on disk or in memory.
+        // Not in the log, on disk or in memory: the file was cut back to
+        // its last good record.
         assert_eq!(log.size(), 3);
+        assert_eq!(read(&log.shared.state).segments[0].len, len);
         assert_eq!(fs::metadata(&seg).unwrap().len(), len);
         assert!(log.failure().is_none());
         // The next event takes the seq the failed one would have had.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::{self, PublicKey, SignedCheckpoint, CHECKPOINTS_FILE};
 use crate::error::LogError;
-use crate::format::{check_torn_tail_of, scan_segment};
+use crate::format::{classify_tail_of, scan_segment, Tail};
 use crate::log::{file_name, hash_threads, list_segments};
 use crate::merkle::{Hash, Tree};
 use crate::verifier;
@@ -30,7 +30,8 @@ pub struct VerifyReport {
     pub latest_checkpoint: Option<SignedCheckpoint>,
     /// Bytes at the end of the last segment past the last complete record
     /// and beyond every checkpoint: a write in progress, or a torn write
-    /// that the next open will cut. Not counted as events.
+    /// that the next open will cut. Not counted as events, nor are the
+    /// zero bytes of the writer's preallocated space after them.
     pub torn_tail_bytes: u64,
     /// The key the checkpoints were verified with.
     pub public_key: PublicKey,
@@ -129,10 +130,10 @@ fn verify_inner(dir: &Path, key: PublicKey) -> Result<VerifyReport, LogError> {
                     " (a signed checkpoint covers {min_size} events)"
                 )));
             }
-            let (tail_len, torn) =
-                check_torn_tail_of(&file, &fault).map_err(|e| LogError::io(path, e))?;
-            torn.map_err(|why| bad(&format!("; {why}")))?;
-            torn_tail_bytes = tail_len;
+            let tail = classify_tail_of(&file, &fault).map_err(|e| LogError::io(path, e))?;
+            if let Tail::Torn { bytes } = tail.map_err(|why| bad(&format!("; {why}")))? {
+                torn_tail_bytes = bytes;
+            }
         }
     }
 

@@ -126,6 +126,23 @@ fn segments_rotate_and_everything_survives_reopening() {
     for i in 0..100 {
         log.append_blocking(event(i)).unwrap();
     }
+    // While the writer runs, only the last segment has preallocated space
+    // after its records: the others end at their last record.
+    let mut names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".log"))
+        .collect();
+    names.sort();
+    let (last, sealed) = names.split_last().unwrap();
+    for path in sealed {
+        let bytes = fs::read(path).unwrap();
+        assert_eq!(common::records(&bytes).last().unwrap().end, bytes.len());
+    }
+    let bytes = fs::read(last).unwrap();
+    let end = common::records(&bytes).last().unwrap().end;
+    assert!(bytes.len() > end && bytes[end..].iter().all(|&b| b == 0));
+    assert_eq!(verify(dir.path()).unwrap().events, 100);
     let cp = log.checkpoint().unwrap();
     let root = log.root(100).unwrap();
     log.close();

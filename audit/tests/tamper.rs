@@ -343,11 +343,128 @@ fn torn_tail_is_cut_on_open_and_complete_events_survive() {
 fn garbage_after_the_last_record_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     log_with(dir.path(), 5);
-    // A crash can leave zeros where the file was extended.
-    edit_segment(dir.path(), |b| b.extend_from_slice(&[0u8; 300]));
+    edit_segment(dir.path(), |b| b.extend_from_slice(&[0x5a; 300]));
     let log = AuditLog::open(dir.path(), options()).unwrap();
     assert_eq!(log.recovery().torn_bytes, 300);
     assert_eq!(log.size(), 5);
+}
+
+/// The files of a running log as a crash would leave them (the writer
+/// never closed: its preallocated zeros are still there), copied to `to`.
+fn crashed_copy(log: &AuditLog, to: &Path) {
+    for entry in fs::read_dir(log.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "lock" {
+            fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// A running log of 10 events and a checkpoint, then 2 more events, and
+/// its crashed copy in `to`; returns where the records end.
+fn crashed_with_12(to: &Path) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), options()).unwrap();
+    for i in 0..10 {
+        log.append_blocking(event(i)).unwrap();
+    }
+    log.checkpoint().unwrap();
+    for i in 10..12 {
+        log.append_blocking(event(i)).unwrap();
+    }
+    crashed_copy(&log, to);
+    log.close();
+    let bytes = fs::read(first_segment(to)).unwrap();
+    let end = records(&bytes).last().unwrap().end;
+    assert_eq!(records(&bytes).len(), 12);
+    // The writer's preallocated space: zeros after the records.
+    assert!(bytes.len() > end, "nothing preallocated");
+    assert!(bytes[end..].iter().all(|&b| b == 0));
+    end
+}
+
+#[test]
+fn preallocated_zeros_after_a_crash_are_the_end_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = crashed_with_12(dir.path());
+    // Not a torn write: nothing is reported, nothing is lost.
+    let report = verify(dir.path()).unwrap();
+    assert_eq!((report.events, report.torn_tail_bytes), (12, 0));
+    let log = AuditLog::open(dir.path(), options()).unwrap();
+    let rec = log.recovery();
+    assert_eq!((rec.events, rec.torn_bytes, rec.torn_at), (12, 0, None));
+    assert_eq!(log.event(11).unwrap().request_id, event(11).request_id);
+    // The zeros were cut; the log goes on after its last event.
+    let segment = first_segment(dir.path());
+    assert_eq!(fs::metadata(&segment).unwrap().len(), end as u64);
+    assert_eq!(log.append_blocking(event(12)).unwrap(), 12);
+    log.close();
+    let report = verify(dir.path()).unwrap();
+    assert_eq!((report.events, report.torn_tail_bytes), (13, 0));
+}
+
+#[test]
+fn a_torn_write_into_preallocated_space_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_with_12(dir.path());
+    // The crash came mid-write of event 11: the second half of its record
+    // never left the page cache, so the disk still has the zeros there.
+    let (start, half) = {
+        let b = fs::read(first_segment(dir.path())).unwrap();
+        let r = records(&b)[11].clone();
+        (r.start, r.len() / 2)
+    };
+    edit_segment(dir.path(), |b| b[start + half..].fill(0));
+    let report = verify(dir.path()).unwrap();
+    assert_eq!((report.events, report.torn_tail_bytes), (11, half as u64));
+    let log = AuditLog::open(dir.path(), options()).unwrap();
+    let rec = log.recovery();
+    assert_eq!(
+        (rec.events, rec.torn_bytes, rec.torn_at),
+        (11, half as u64, Some(11))
+    );
+    assert_eq!(
+        fs::metadata(first_segment(dir.path())).unwrap().len(),
+        start as u64
+    );
+}
+
+#[test]
+fn zeroing_checkpointed_events_is_not_taken_for_preallocated_space() {
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), 10);
+    // Blank out the last three events, as if they had never been written.
+    edit_segment(dir.path(), |b| {
+        let from = records(b)[7].start;
+        b[from..].fill(0);
+    });
+    let (seq, what) = tampered(verify(dir.path()));
+    assert_eq!(seq, Some(7));
+    assert!(what.contains("checkpoint covers 10"), "{what}");
+    let (seq, what) = corrupt(AuditLog::open(dir.path(), options()));
+    assert_eq!(seq, Some(7));
+    assert!(what.contains("checkpoint covers 10"), "{what}");
+}
+
+#[test]
+fn zeroing_an_event_with_later_events_after_it_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // No checkpoint: the later batches alone prove the zeros are no end.
+    let log = AuditLog::open(dir.path(), options()).unwrap();
+    for i in 0..10 {
+        log.append_blocking(event(i)).unwrap();
+    }
+    log.close();
+    edit_segment(dir.path(), |b| {
+        let r = records(b)[5].clone();
+        b[r].fill(0);
+    });
+    let (seq, what) = tampered(verify(dir.path()));
+    assert_eq!(seq, Some(5));
+    assert!(what.contains("not a torn write"), "{what}");
+    let (seq, what) = corrupt(AuditLog::open(dir.path(), options()));
+    assert_eq!(seq, Some(5));
+    assert!(what.contains("not a torn write"), "{what}");
 }
 
 #[test]

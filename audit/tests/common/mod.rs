@@ -71,11 +71,15 @@ pub fn first_segment(dir: &Path) -> PathBuf {
 
 /// Byte ranges of the records in a segment, read from the documented
 /// format: a 20-byte header whose bytes 4..8 are the entry length (u32 LE),
-/// the entry, then the 32-byte leaf hash.
+/// the entry, then the 32-byte leaf hash. Stops at zero bytes (a running
+/// writer's preallocated space).
 pub fn records(segment: &[u8]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut off = 0;
     while off + 20 <= segment.len() {
+        if segment[off..off + 4] == [0; 4] {
+            break;
+        }
         assert_eq!(
             &segment[off..off + 4],
             &[0xF7, b'P', b'A', b'R'],
