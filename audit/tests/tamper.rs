@@ -438,12 +438,7 @@ fn zeroing_checkpointed_events_is_not_taken_for_preallocated_space() {
         let from = records(b)[7].start;
         b[from..].fill(0);
     });
-    let (seq, what) = tampered(verify(dir.path()));
-    assert_eq!(seq, Some(7));
-    assert!(what.contains("checkpoint covers 10"), "{what}");
-    let (seq, what) = corrupt(AuditLog::open(dir.path(), options()));
-    assert_eq!(seq, Some(7));
-    assert!(what.contains("checkpoint covers 10"), "{what}");
+    refused_by_verify_and_open(dir.path(), 7, "checkpoint covers 10");
 }
 
 #[test]
@@ -459,12 +454,18 @@ fn zeroing_an_event_with_later_events_after_it_is_named() {
         let r = records(b)[5].clone();
         b[r].fill(0);
     });
-    let (seq, what) = tampered(verify(dir.path()));
-    assert_eq!(seq, Some(5));
-    assert!(what.contains("not a torn write"), "{what}");
-    let (seq, what) = corrupt(AuditLog::open(dir.path(), options()));
-    assert_eq!(seq, Some(5));
-    assert!(what.contains("not a torn write"), "{what}");
+    refused_by_verify_and_open(dir.path(), 5, "not a torn write");
+}
+
+/// `verify` calls the log tampered and `open` refuses it, both at `seq`
+/// and saying `why`.
+fn refused_by_verify_and_open(dir: &Path, seq: u64, why: &str) {
+    let (at, what) = tampered(verify(dir));
+    assert_eq!(at, Some(seq));
+    assert!(what.contains(why), "{what}");
+    let (at, what) = corrupt(AuditLog::open(dir, options()));
+    assert_eq!(at, Some(seq));
+    assert!(what.contains(why), "{what}");
 }
 
 #[test]
