@@ -9,7 +9,7 @@
 //! log never holds an event its caller was told failed (see
 //! [`AuditLog::append`]). The writer keeps zeros preallocated after the
 //! records so that a batch overwrites space the file already has and its
-//! `fdatasync` has no file size to journal (see [`crate::format`]).
+//! `fdatasync` has no file size to write (see [`crate::format`]).
 //!
 //! The on-disk format is described in [`crate::format`]; checkpoints and
 //! keys in [`crate::checkpoint`].
@@ -1158,7 +1158,7 @@ impl Writer {
         let batch_len = self.buf.len() as u64;
         // Beyond the preallocated space, the same write extends the file
         // with zeros, so the next batches only overwrite (no size change
-        // for fdatasync to journal).
+        // for fdatasync to write).
         let end = self.seg_len + batch_len;
         let allocated = if end > self.allocated {
             let target = end + PREALLOCATE_BYTES.min(self.segment_bytes);
