@@ -14,12 +14,24 @@ use ring::signature::{Ed25519KeyPair, KeyPair as _};
 /// A closed log of `n` events, each its own batch, with one checkpoint
 /// covering them all.
 fn log_with(dir: &Path, n: u64) {
+    let log = open_with(dir, n);
+    log.checkpoint().unwrap();
+    log.close();
+}
+
+/// [`log_with`] without the checkpoint: only the batch structure can tell
+/// damage from a torn write.
+fn log_without_checkpoint(dir: &Path, n: u64) {
+    open_with(dir, n).close();
+}
+
+/// An open log of `n` events, each its own batch.
+fn open_with(dir: &Path, n: u64) -> AuditLog {
     let log = AuditLog::open(dir, options()).unwrap();
     for i in 0..n {
         log.append_blocking(event(i)).unwrap();
     }
-    log.checkpoint().unwrap();
-    log.close();
+    log
 }
 
 fn tampered(result: Result<audit::VerifyReport, LogError>) -> (Option<u64>, String) {
@@ -300,10 +312,7 @@ fn rehashed_event_is_caught_by_the_checkpoint_root() {
 #[test]
 fn torn_tail_is_cut_on_open_and_complete_events_survive() {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path(), options()).unwrap();
-    for i in 0..10 {
-        log.append_blocking(event(i)).unwrap();
-    }
+    let log = open_with(dir.path(), 10);
     log.checkpoint().unwrap();
     log.append_blocking(event(10)).unwrap();
     log.close();
@@ -364,10 +373,7 @@ fn crashed_copy(log: &AuditLog, to: &Path) {
 /// its crashed copy in `to`; returns where the records end.
 fn crashed_with_12(to: &Path) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path(), options()).unwrap();
-    for i in 0..10 {
-        log.append_blocking(event(i)).unwrap();
-    }
+    let log = open_with(dir.path(), 10);
     log.checkpoint().unwrap();
     for i in 10..12 {
         log.append_blocking(event(i)).unwrap();
@@ -445,11 +451,7 @@ fn zeroing_checkpointed_events_is_not_taken_for_preallocated_space() {
 fn zeroing_an_event_with_later_events_after_it_is_named() {
     let dir = tempfile::tempdir().unwrap();
     // No checkpoint: the later batches alone prove the zeros are no end.
-    let log = AuditLog::open(dir.path(), options()).unwrap();
-    for i in 0..10 {
-        log.append_blocking(event(i)).unwrap();
-    }
-    log.close();
+    log_without_checkpoint(dir.path(), 10);
     edit_segment(dir.path(), |b| {
         let r = records(b)[5].clone();
         b[r].fill(0);
@@ -472,11 +474,7 @@ fn refused_by_verify_and_open(dir: &Path, seq: u64, why: &str) {
 fn corrupt_middle_record_makes_open_fail() {
     let dir = tempfile::tempdir().unwrap();
     // No checkpoint here: the batch structure alone proves the damage.
-    let log = AuditLog::open(dir.path(), options()).unwrap();
-    for i in 0..10 {
-        log.append_blocking(event(i)).unwrap();
-    }
-    log.close();
+    log_without_checkpoint(dir.path(), 10);
     edit_segment(dir.path(), |b| {
         let entry = entry_range(b, 5);
         b[entry.start + 50] = b'#';
